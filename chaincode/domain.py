@@ -1,0 +1,268 @@
+"""Aggregates of the three event families. Each command method checks an
+invariant, then records a past-tense event; ids are derived from natural keys.
+
+Authority checks (who may call) live in ``contract.py``; the rules about the
+aggregates' own state live here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from chaincode.errors import ChecksFailed, Conflict, InvalidArgument
+from chaincode.recorder import LedgerAggregate, derive_id
+
+PHYSICAL_RELATIONS = ("attached", "belongs", "contains")
+BUSINESS_RELATIONS = ("organisation", "person")
+
+
+# ---------------------------------------------------------------- identifiers
+class Identifier(LedgerAggregate):
+    """A unified base identifier (统一基础标识) of a person, organisation,
+    object or place. Objects are active only once linked both physically and to
+    a business owner."""
+
+    @staticmethod
+    def create_id(scheme: str, natural_key_hash: str, **_: Any) -> UUID:
+        return derive_id("identifier", scheme, natural_key_hash)
+
+    @event("Registered")
+    def __init__(self, kind: str, category: str, scheme: str,
+                 natural_key_hash: str, attributes: str | None, city: str,
+                 registered_by: str) -> None:
+        self.kind = kind
+        self.category = category
+        self.scheme = scheme
+        self.natural_key_hash = natural_key_hash
+        self.attributes = attributes
+        self.city = city
+        self.registered_by = registered_by
+        self.links: list[dict[str, str]] = []
+        self.status = "pending" if kind == "object" else "active"
+
+    def link_to(self, target: Identifier, relation: str, by: str) -> None:
+        if self.status == "revoked" or target.status == "revoked":
+            raise Conflict("a revoked identifier cannot be linked", field="target_id")
+        if target.id == self.id:
+            raise InvalidArgument("an identifier cannot link to itself", "target_id")
+        if relation in BUSINESS_RELATIONS and target.kind != relation:
+            raise InvalidArgument(
+                f"a {relation} link needs a {relation} target, not a {target.kind}",
+                "target_id")
+        if any(ln["target_id"] == str(target.id) and ln["relation"] == relation
+               for ln in self.links):
+            raise Conflict("this link is already recorded", field="target_id")
+        self._linked(target_id=str(target.id), relation=relation, linked_by=by)
+        relations = {ln["relation"] for ln in self.links}
+        if (self.status == "pending" and relations & set(PHYSICAL_RELATIONS)
+                and relations & set(BUSINESS_RELATIONS)):
+            self._activated()
+
+    @event("Linked")
+    def _linked(self, target_id: str, relation: str, linked_by: str) -> None:
+        self.links.append({"target_id": target_id, "relation": relation})
+
+    @event("Activated")
+    def _activated(self) -> None:
+        self.status = "active"
+
+    def revoke(self, reason: str, by: str) -> None:
+        if self.status == "revoked":
+            raise Conflict(f"identifier {self.id} is already revoked", field="id")
+        self._revoked(reason=reason, revoked_by=by)
+
+    @event("Revoked")
+    def _revoked(self, reason: str, revoked_by: str) -> None:
+        self.status = "revoked"
+
+
+# ---------------------------------------------------------------- code schemes
+class Department(LedgerAggregate):
+    """A city department (委办局) and the code types it is responsible for."""
+
+    @staticmethod
+    def create_id(city: str, code: str, **_: Any) -> UUID:
+        return derive_id("department", city, code)
+
+    @event("Registered")
+    def __init__(self, city: str, code: str, name: str, duties: list[str]) -> None:
+        self.city = city
+        self.code = code
+        self.name = name
+        self.duties = duties
+
+
+class CodeScheme(LedgerAggregate):
+    """A department's application to issue one type of city QR code in a scope."""
+
+    @staticmethod
+    def create_id(city: str, department: str, application_name: str,
+                  **_: Any) -> UUID:
+        return derive_id("codescheme", city, department, application_name)
+
+    @event("Applied")
+    def __init__(self, city: str, department: str, application_name: str,
+                 code_type: str, scope: str, data_sharing_commitment: bool,
+                 applied_by: str) -> None:
+        self.city = city
+        self.department = department
+        self.application_name = application_name
+        self.code_type = code_type
+        self.scope = scope
+        self.data_sharing_commitment = data_sharing_commitment
+        self.applied_by = applied_by
+        self.status = "applied"
+        self.checks: dict[str, bool] = {}
+
+    def _ensure_open(self) -> None:
+        if self.status != "applied":
+            raise Conflict(f"code scheme {self.id} is already {self.status}",
+                           field="scheme_id")
+
+    def approve(self, checks: dict[str, bool], by: str) -> None:
+        self._ensure_open()
+        failed = [name for name, ok in checks.items() if not ok]
+        if failed:
+            raise ChecksFailed(
+                "cannot approve: failed checks " + ", ".join(failed)
+                + " (reject the application instead)", field="scheme_id")
+        self._approved(checks=checks, approved_by=by)
+
+    @event("Approved")
+    def _approved(self, checks: dict[str, bool], approved_by: str) -> None:
+        self.status = "approved"
+        self.checks = checks
+
+    def reject(self, checks: dict[str, bool], reason: str, by: str) -> None:
+        self._ensure_open()
+        self._rejected(checks=checks, reason=reason, rejected_by=by)
+
+    @event("Rejected")
+    def _rejected(self, checks: dict[str, bool], reason: str,
+                  rejected_by: str) -> None:
+        self.status = "rejected"
+        self.checks = checks
+
+
+# ------------------------------------------------ cross-city card transactions
+class TransactionBatch(LedgerAggregate):
+    """Cross-city card transactions reported by the acquirer city for one
+    business day, confirmed or disputed record by record by the issuer cities."""
+
+    @staticmethod
+    def create_id(acquirer_city: str, merkle_root: str, **_: Any) -> UUID:
+        return derive_id("batch", acquirer_city, merkle_root)
+
+    @event("Reported")
+    def __init__(self, acquirer_city: str, business_day: str, merkle_root: str,
+                 count: int, amount_fen: int, records: list[dict[str, Any]],
+                 reported_by: str) -> None:
+        self.acquirer_city = acquirer_city
+        self.business_day = business_day
+        self.merkle_root = merkle_root
+        self.count = count
+        self.amount_fen = amount_fen
+        self.records = {r["record_id"]: r for r in records}
+        self.status = {r["record_id"]: "reported" for r in records}
+
+    def _select(self, issuer_city: str, record_ids: list[str]) -> list[str]:
+        mine = [rid for rid, r in self.records.items()
+                if r["issuer_city"] == issuer_city]
+        if not record_ids:
+            return [rid for rid in mine if self.status[rid] == "reported"]
+        for rid in record_ids:
+            if rid not in self.records:
+                raise InvalidArgument(f"record {rid!r} is not in batch {self.id}",
+                                      "record_ids")
+            if self.records[rid]["issuer_city"] != issuer_city:
+                raise InvalidArgument(
+                    f"record {rid!r} was issued by "
+                    f"{self.records[rid]['issuer_city']}, not {issuer_city}",
+                    "record_ids")
+            if self.status[rid] != "reported":
+                raise Conflict(f"record {rid!r} is already {self.status[rid]}",
+                               field="record_ids")
+        return sorted(set(record_ids))
+
+    def confirm(self, issuer_city: str, record_ids: list[str], by: str) -> list[str]:
+        chosen = self._select(issuer_city, record_ids)
+        if not chosen:
+            raise Conflict(f"no reported records of {issuer_city} left to confirm",
+                           field="record_ids")
+        self._confirmed(issuer_city=issuer_city, record_ids=chosen, confirmed_by=by)
+        return chosen
+
+    @event("Confirmed")
+    def _confirmed(self, issuer_city: str, record_ids: list[str],
+                   confirmed_by: str) -> None:
+        for rid in record_ids:
+            self.status[rid] = "confirmed"
+
+    def dispute(self, issuer_city: str, record_ids: list[str], reason: str,
+                by: str) -> list[str]:
+        if not record_ids:
+            raise InvalidArgument("name the disputed records", "record_ids")
+        chosen = self._select(issuer_city, record_ids)
+        self._disputed(issuer_city=issuer_city, record_ids=chosen, reason=reason,
+                       disputed_by=by)
+        return chosen
+
+    @event("Disputed")
+    def _disputed(self, issuer_city: str, record_ids: list[str], reason: str,
+                  disputed_by: str) -> None:
+        for rid in record_ids:
+            self.status[rid] = "disputed"
+
+
+class ClearingRun(LedgerAggregate):
+    """The daily clearing (清分) of one business day: net position per city."""
+
+    @staticmethod
+    def create_id(business_day: str, **_: Any) -> UUID:
+        return derive_id("clearing", business_day)
+
+    @event("Completed")
+    def __init__(self, business_day: str, batches: list[str], records: int,
+                 excluded_disputed: int, gross_fen: int, positions: dict[str, int],
+                 run_by: str) -> None:
+        if sum(positions.values()) != 0:  # an invariant, not user input
+            raise AssertionError("net positions must sum to zero")
+        self.business_day = business_day
+        self.batches = batches
+        self.records = records
+        self.excluded_disputed = excluded_disputed
+        self.gross_fen = gross_fen
+        self.positions = positions
+
+
+def net_positions(batches: list[TransactionBatch],
+                  cities: tuple[str, ...]) -> tuple[dict[str, int], int, int, int]:
+    """Net position per city over non-disputed records: the acquirer is owed
+    what it carried, the issuer owes it. Returns (positions, records, excluded,
+    gross fen); positions sum to zero by construction."""
+    positions = dict.fromkeys(sorted(cities), 0)
+    records = excluded = gross = 0
+    for batch in batches:
+        for rid, rec in batch.records.items():
+            if batch.status[rid] == "disputed":
+                excluded += 1
+                continue
+            amount = int(rec["amount_fen"])
+            positions[batch.acquirer_city] += amount
+            positions[rec["issuer_city"]] -= amount
+            records += 1
+            gross += amount
+    return positions, records, excluded, gross
+
+
+def scheme_checks(department: Department | None, code_type: str,
+                  covering_scheme: str | None, commitment: bool) -> dict[str, bool]:
+    """The three approval checks, computed on chain and recorded with the decision."""
+    return {
+        "duty": department is not None and code_type in department.duties,
+        "duplicate": covering_scheme is None,
+        "sharing": bool(commitment),
+    }

@@ -1,0 +1,85 @@
+"""Who is calling: city, role and department, from the creator's certificate only.
+
+Authority never comes from an argument. Two certificate formats are understood:
+- the embedded ledger's SM2 certificates (JSON, see ``ledger/msp.py``), whose
+  subject carries ``role`` and ``department``;
+- X.509 certificates from Fabric CA, whose attribute extension
+  (OID 1.2.3.4.5.6.7.8.1, JSON ``{"attrs": {...}}``) carries ``cityunion.role`` and
+  ``cityunion.department``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+from chaincode.errors import Unauthorized
+from chaincode.stub import Creator
+from network.consortium import load_consortium
+
+FABRIC_ATTRS_OID = "1.2.3.4.5.6.7.8.1"
+
+
+class Role(StrEnum):
+    CENTER_ADMIN = "center_admin"
+    CITY_ADMIN = "city_admin"
+    DEPARTMENT = "department"
+    TERMINAL = "terminal"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True)
+class Caller:
+    city: str  # organisation name, e.g. "Kunshan" or "Center"
+    role: Role
+    department: str | None = None
+    name: str = ""
+
+    @property
+    def is_center(self) -> bool:
+        return self.city == load_consortium().center.name
+
+    def __str__(self) -> str:
+        dept = f"/{self.department}" if self.department else ""
+        return f"{self.city}:{self.role.value}{dept}"
+
+
+def _attributes(id_bytes: bytes) -> tuple[dict[str, str], str]:
+    if id_bytes.lstrip().startswith(b"{"):
+        subject = json.loads(id_bytes)["subject"]
+        return {k: str(v) for k, v in subject.items()}, str(subject.get("name", ""))
+    from cryptography import x509  # only Fabric callers pay for the import
+
+    cert = x509.load_pem_x509_certificate(id_bytes)
+    name = cert.subject.rfc4514_string()
+    try:
+        ext = cert.extensions.get_extension_for_oid(
+            x509.ObjectIdentifier(FABRIC_ATTRS_OID)
+        )
+    except x509.ExtensionNotFound:
+        return {}, name
+    raw = ext.value.public_bytes()  # type: ignore[attr-defined]
+    attrs = json.loads(raw).get("attrs", {})
+    return {k.removeprefix("cityunion."): str(v) for k, v in attrs.items()}, name
+
+
+def caller_of(creator: Creator) -> Caller:
+    """The caller's organisation and role, or Unauthorized if they cannot be told."""
+    org = load_consortium().by_msp(creator.msp_id)
+    if org is None:
+        raise Unauthorized(f"MSP {creator.msp_id!r} is not a consortium member")
+    try:
+        attrs, name = _attributes(creator.id_bytes)
+        role = Role(attrs.get("role", ""))
+    except (ValueError, KeyError, TypeError) as e:
+        raise Unauthorized(
+            "the caller's certificate carries no valid role attribute "
+            f"(accepted: {', '.join(r.value for r in Role)})"
+        ) from e
+    if (role is Role.CENTER_ADMIN) != org.is_center:
+        raise Unauthorized(f"role {role.value} is not valid for {org.name}")
+    department = attrs.get("department") or None
+    if role is Role.DEPARTMENT and not department:
+        raise Unauthorized("a department identity must name its department")
+    return Caller(org.name, role, department, name)

@@ -1,0 +1,165 @@
+"""Event storage for the contract's aggregates, on the transaction's ``Stub``.
+
+``StubRecorder`` is an ``eventsourcing`` AggregateRecorder whose table is the world
+state: each stored event is a key ``e~<aggregate id>~<version>`` and each aggregate
+has a head key ``a~<aggregate id>`` holding its type and version. Loading reads the
+head first, so two transactions that change the same aggregate conflict on that key
+under MVCC, exactly as on Fabric.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.application import Repository
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    DatetimeAsISO,
+    EventStore,
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    StoredEvent,
+    UUIDAsHex,
+)
+
+from chaincode.errors import NotFound
+from chaincode.stub import Stub, prefix_range
+
+_NAMESPACE = uuid5(NAMESPACE_URL, "https://cityunion.example/ids")
+_tx_time: ContextVar[datetime] = ContextVar("cityunion_tx_time")
+
+
+def derive_id(kind: str, *parts: str) -> UUID:
+    """Deterministic aggregate id from a natural key (never uuid4 on chain)."""
+    return uuid5(_NAMESPACE, "|".join((kind, *parts)))
+
+
+class LedgerAggregate(Aggregate):
+    """Aggregate whose event timestamps are the transaction's, not the wall clock."""
+
+    class Event(Aggregate.Event):
+        @staticmethod
+        def create_timestamp() -> datetime:
+            return _tx_time.get()
+
+
+def _head_key(originator_id: UUID | str) -> str:
+    return f"a~{originator_id}"
+
+
+def _event_key(originator_id: UUID | str, version: int) -> str:
+    return f"e~{originator_id}~{version:010d}"
+
+
+class StubRecorder(AggregateRecorder):
+    """Stores aggregate events as world-state keys of the current transaction."""
+
+    def __init__(self, stub: Stub) -> None:
+        self.stub = stub
+        self.inserted: list[StoredEvent] = []
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        heads: dict[str, tuple[str, int]] = {}
+        for ev in stored_events:
+            oid = str(ev.originator_id)
+            head = heads.get(oid) or self._head(oid)
+            if head is not None and ev.originator_version <= head[1]:
+                raise IntegrityError(f"version {ev.originator_version} of {oid} exists")
+            kind = ev.topic.rsplit(":", 1)[-1].split(".")[0]
+            heads[oid] = (head[0] if head else kind, ev.originator_version)
+            body = {"topic": ev.topic, "state": ev.state.decode("utf-8")}
+            self.stub.put_state(
+                _event_key(oid, ev.originator_version),
+                json.dumps(body, ensure_ascii=False).encode(),
+            )
+            self.inserted.append(ev)
+        for oid, (kind, version) in heads.items():
+            head_value = json.dumps({"type": kind, "version": version}).encode()
+            self.stub.put_state(_head_key(oid), head_value)
+        return None
+
+    def _head(self, oid: str) -> tuple[str, int] | None:
+        raw = self.stub.get_state(_head_key(oid))
+        if raw is None:
+            return None
+        head = json.loads(raw)
+        return head["type"], int(head["version"])
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        if self._head(str(originator_id)) is None:
+            return []
+        start, end = prefix_range(f"e~{originator_id}~")
+        found = []
+        for key, value in self.stub.get_state_by_range(start, end):
+            version = int(key.rsplit("~", 1)[1])
+            if (gt is not None and version <= gt) or (lte is not None and version > lte):
+                continue
+            body = json.loads(value)
+            found.append(
+                StoredEvent(originator_id, version, body["topic"],
+                            body["state"].encode("utf-8"))
+            )
+        if desc:
+            found.reverse()
+        return found[:limit] if limit is not None else found
+
+
+def _transcoder() -> JSONTranscoder:
+    t = JSONTranscoder()
+    t.register(UUIDAsHex())
+    t.register(DatetimeAsISO())
+    return t
+
+
+class Session:
+    """Loads and saves aggregates for one transaction through a StubRecorder."""
+
+    def __init__(self, stub: Stub) -> None:
+        self.recorder = StubRecorder(stub)
+        self.mapper: Mapper[UUID] = Mapper(transcoder=_transcoder())
+        self.repository = Repository(EventStore(self.mapper, self.recorder))
+        self.pending: list[Any] = []
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        return self.recorder._head(str(aggregate_id)) is not None
+
+    def get(self, aggregate_id: UUID, cls: type[Any], what: str) -> Any:
+        if not self.exists(aggregate_id):
+            raise NotFound(f"{what} {aggregate_id} does not exist", field="id")
+        agg = self.repository.get(aggregate_id)
+        if not isinstance(agg, cls):
+            raise NotFound(f"{aggregate_id} is not a {what}", field="id")
+        return agg
+
+    def save(self, *aggregates: Aggregate) -> None:
+        for agg in aggregates:
+            events = agg.collect_events()
+            self.pending.extend(events)
+            self.repository.event_store.put(events)
+
+
+@contextmanager
+def transaction_time(ts: datetime) -> Iterator[None]:
+    token = _tx_time.set(ts)
+    try:
+        yield
+    finally:
+        _tx_time.reset(token)

@@ -1,0 +1,1 @@
+"""The ledger: one protocol, an embedded implementation (and later Fabric)."""

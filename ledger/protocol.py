@@ -1,0 +1,109 @@
+"""The Ledger protocol shared by the embedded ledger and the Fabric gateway client.
+
+A ``Ledger`` is bound to one identity, as a Fabric Gateway connection is. Commands
+are ``submit``-ted (ordered into blocks, validated, committed); queries are
+``evaluate``-d (nothing written). Committed domain events are read in ledger order
+from ``events``; auditors use ``history``, ``block`` and ``verify``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from chaincode.errors import ContractError
+
+
+class Position(NamedTuple):
+    """Where an event sits in the ledger: (block number, tx index, event index)."""
+
+    block: int
+    tx: int
+    event: int
+
+
+@dataclass(frozen=True)
+class CommittedEvent:
+    position: Position
+    tx_id: str
+    type: str
+    aggregate_id: str
+    version: int
+    timestamp: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    tx_id: str
+    block_number: int
+    status: str  # VALID, or a Fabric validation code name
+    result: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    """One version of a key, for auditors."""
+
+    key: str
+    block_number: int
+    tx_index: int
+    tx_id: str
+    creator: str
+    timestamp: str
+    value: str | None
+    is_delete: bool
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    blocks: int
+    transactions: int
+    events: int
+    error: str | None = None
+    block_number: int | None = None
+    tx_id: str | None = None
+
+
+class LedgerError(Exception):
+    """A failure of the ledger itself (not a contract rejection)."""
+
+    def __init__(self, message: str, tx_id: str | None = None) -> None:
+        super().__init__(message)
+        self.tx_id = tx_id
+
+
+class EndorseError(LedgerError):
+    """The proposal could not be endorsed (bad signature, unknown creator, ...)."""
+
+
+class SubmitError(LedgerError):
+    """The endorsed transaction could not be handed to the orderer."""
+
+
+class CommitError(LedgerError):
+    """The transaction was ordered but committed as invalid (e.g. MVCC conflict)."""
+
+    def __init__(self, message: str, tx_id: str, status: str) -> None:
+        super().__init__(message, tx_id)
+        self.status = status
+
+
+class Ledger(Protocol):
+    def submit(self, function: str, args: dict[str, Any],
+               transient: dict[str, bytes] | None = None) -> Receipt: ...
+    def evaluate(self, function: str, args: dict[str, Any]) -> dict[str, Any]: ...
+    def events(self, after: Position | None = None,
+               follow: bool = False) -> Iterator[CommittedEvent]: ...
+    def history(self, key: str) -> list[KeyVersion]: ...
+    def block(self, number: int) -> dict[str, Any]: ...
+    def height(self) -> int: ...
+    def verify(self) -> VerifyReport: ...
+
+
+__all__ = ["CommitError", "CommittedEvent", "ContractError", "EndorseError",
+           "KeyVersion", "Ledger", "LedgerError", "Position", "Receipt",
+           "SubmitError", "VerifyReport"]

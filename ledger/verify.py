@@ -1,0 +1,148 @@
+"""Offline verification of an embedded chain, from its own genesis block.
+
+Checks, block by block: header numbering and the SM3 link to the previous block,
+the header hash, the node's SM2 signature, the data hash over the transactions;
+for each transaction its creator's certificate chain (center → institution →
+user), its SM2 signature and tx id; that the stored events are exactly those of
+the valid transactions; finally that world state and key history equal a replay
+of the valid write sets. The first failure is reported with its block and tx.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from chaincode.merkle import canonical_json
+from chaincode.stub import Creator
+from ledger import crypto
+from ledger.msp import Membership, MembershipError
+from ledger.protocol import VerifyReport
+from ledger.store import Store
+
+GENESIS_PREVIOUS = "0" * 64
+
+
+class _Bad(Exception):
+    def __init__(self, message: str, block: int, tx_id: str | None = None) -> None:
+        super().__init__(message)
+        self.block = block
+        self.tx_id = tx_id
+
+
+def _check_tx(body: dict[str, Any], tx_id: str, number: int,
+              membership: Membership, backend: crypto.Backend) -> None:
+    from ledger.embedded import tx_id_for
+
+    proposal = body["proposal"]
+    creator = Creator(proposal["creator"]["msp_id"],
+                      proposal["creator"]["certificate"].encode())
+    if proposal["tx_id"] != tx_id or tx_id_for(bytes.fromhex(proposal["nonce"]),
+                                               creator) != tx_id:
+        raise _Bad("tx id does not match its nonce and creator", number, tx_id)
+    try:
+        public = membership.public_key_of(creator)
+    except MembershipError as e:
+        raise _Bad(f"creator not trusted: {e}", number, tx_id) from e
+    if not backend.sm2_verify(public, canonical_json(proposal),
+                              bytes.fromhex(body["signature"])):
+        raise _Bad("transaction signature does not verify", number, tx_id)
+
+
+def verify_chain(store: Store, backend: crypto.Backend,
+                 progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    """Re-check the whole chain; ``progress(block, height)`` is called per block."""
+    from ledger.embedded import VALID, data_hash
+
+    height = store.height()
+    counts = {"tx": 0, "events": 0}
+    state: dict[str, tuple[str, int, int]] = {}
+    history: dict[str, list[tuple[int, int, str | None]]] = {}
+    number = 0
+    try:
+        if height == 0:
+            raise _Bad("the ledger has no genesis block", 0)
+        previous = GENESIS_PREVIOUS
+        membership: Membership | None = None
+        node_public = b""
+        for number in range(height):
+            found = store.block(number)
+            if found is None:
+                raise _Bad("block is missing", number)
+            header_text, block_hash, signature, raw_txs = found
+            try:
+                header = json.loads(header_text)
+                bodies = [json.loads(b) for b in raw_txs]
+            except ValueError as e:
+                raise _Bad(f"block is not valid JSON: {e}", number) from e
+            if header.get("number") != number:
+                raise _Bad("block number in header is wrong", number)
+            if header.get("previous_hash") != previous:
+                raise _Bad("previous-block hash does not match", number)
+            if crypto.sm3_hex(header_text.encode()) != block_hash:
+                raise _Bad("block hash does not match its header", number)
+            if header.get("data_hash") != data_hash(raw_txs) or \
+                    header.get("tx_count") != len(raw_txs):
+                raise _Bad("data hash does not match the transactions", number)
+            if number == 0:
+                membership = Membership(bodies[0]["config"], backend)
+                node = bodies[0]["config"]["node"]
+                node_public = membership.public_key_of(
+                    Creator(node["msp_id"], node["certificate"].encode()))
+            if not backend.sm2_verify(node_public, bytes.fromhex(block_hash),
+                                      bytes.fromhex(signature)):
+                raise _Bad("node signature of the block does not verify", number)
+            previous = block_hash
+            stored_tx_ids = store._query(
+                "SELECT tx_id FROM txs WHERE block = ? ORDER BY idx", (number,))
+            expected_events = []
+            for index, body in enumerate(bodies):
+                if number == 0:
+                    continue
+                tx_id = stored_tx_ids[index][0]
+                assert membership is not None
+                _check_tx(body, tx_id, number, membership, backend)
+                counts["tx"] += 1
+                if body["validation"] != VALID:
+                    continue
+                for key, value in body["result"]["writes"]:
+                    history.setdefault(key, []).append((number, index, value))
+                    if value is None:
+                        state.pop(key, None)
+                    else:
+                        state[key] = (value, number, index)
+                for i, ev in enumerate(body["result"]["events"]):
+                    expected_events.append((index, i, tx_id, ev["type"],
+                                            canonical_json(ev).decode()))
+            stored = [tuple(e) for e in store.events_of_block(number)]
+            if stored != expected_events:
+                bad = next((e for e, s in zip(expected_events, stored, strict=False)
+                            if e != s), (expected_events or stored)[0])
+                raise _Bad("recorded events differ from the transaction's events",
+                           number, str(bad[2]))
+            counts["events"] += len(expected_events)
+            if progress:
+                progress(number, height)
+        for key, value, block, tx in store.all_state():
+            if state.pop(key, None) != (value, block, tx):
+                raise _Bad(f"world state of key {key!r} differs from the chain",
+                           int(block))
+        if state:
+            key = next(iter(state))
+            raise _Bad(f"world state lacks key {key!r}", state[key][1])
+        stored_history: dict[str, list[tuple[int, int, str | None]]] = {}
+        for key, block, tx, value in store._query(
+                "SELECT key, block, tx, value FROM history ORDER BY key, block, tx"):
+            stored_history.setdefault(key, []).append((block, tx, value))
+        for key in sorted(set(history) | set(stored_history)):
+            if history.get(key) != stored_history.get(key):
+                raise _Bad(f"history of key {key!r} differs from the chain",
+                           (history.get(key) or stored_history[key])[0][0])
+    except _Bad as bad:
+        return VerifyReport(False, height, counts["tx"], counts["events"], str(bad),
+                            bad.block, bad.tx_id)
+    except (KeyError, TypeError, ValueError, IndexError, MembershipError) as e:
+        return VerifyReport(False, height, counts["tx"], counts["events"],
+                            f"block is malformed: {e!r}", number)
+    return VerifyReport(True, height, counts["tx"], counts["events"])

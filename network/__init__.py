@@ -1,0 +1,1 @@
+"""Consortium definition and (later) the native Fabric network launcher."""

@@ -1,0 +1,62 @@
+"""Which organisations form the consortium, read from ``consortium.toml``.
+
+One file names the center and the member cities; the chaincode checks membership
+against it and the ledgers create identities from it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+CONSORTIUM_FILE = Path(__file__).with_name("consortium.toml")
+
+
+@dataclass(frozen=True)
+class Organisation:
+    name: str
+    msp_id: str
+    code: str = ""
+    is_center: bool = False
+
+
+@dataclass(frozen=True)
+class Consortium:
+    channel: str
+    chaincode: str
+    center: Organisation
+    cities: tuple[Organisation, ...]
+
+    @property
+    def organisations(self) -> tuple[Organisation, ...]:
+        return (self.center, *self.cities)
+
+    def by_msp(self, msp_id: str) -> Organisation | None:
+        return next((o for o in self.organisations if o.msp_id == msp_id), None)
+
+    def by_name(self, name: str) -> Organisation | None:
+        return next((o for o in self.organisations if o.name == name), None)
+
+    @property
+    def city_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.cities)
+
+
+@lru_cache(maxsize=4)
+def load_consortium(path: Path = CONSORTIUM_FILE) -> Consortium:
+    """Read the consortium definition; raises ValueError naming a bad entry."""
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    try:
+        center = Organisation(
+            raw["center"]["name"], raw["center"]["msp_id"], is_center=True
+        )
+        cities = tuple(
+            Organisation(c["name"], c["msp_id"], str(c.get("code", "")))
+            for c in raw["cities"]
+        )
+    except KeyError as e:
+        raise ValueError(f"{path}: missing field {e} (need name and msp_id)") from e
+    return Consortium(raw.get("channel", "cityunion"), raw.get("chaincode",
+                      "cityunion"), center, cities)
