@@ -17,7 +17,14 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from chaincode.domain import (
     BUSINESS_RELATIONS,
@@ -44,7 +51,16 @@ Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 CodeType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
-Day = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+def _calendar_day(v: str) -> str:
+    date.fromisoformat(v)  # a ValueError here becomes InvalidArgument on the field
+    return v
+
+
+# A real calendar day, checked wherever a day is an argument (not only its shape).
+Day = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$"),
+                AfterValidator(_calendar_day)]
 
 
 class Args(BaseModel):
@@ -124,12 +140,6 @@ class ReportBatchArgs(Args):
     records: Annotated[list[CardRecord], Field(min_length=1,
                                                max_length=MAX_BATCH_RECORDS)]
     merkle_root: Hash
-
-    @field_validator("business_day")
-    @classmethod
-    def _valid_day(cls, v: str) -> str:
-        date.fromisoformat(v)
-        return v
 
 
 class ConfirmArgs(Args):
@@ -371,7 +381,6 @@ def dispute_transactions(ctx: Context, a: DisputeArgs) -> dict[str, Any]:
 
 @command("RunClearing", ClearingArgs, Role.CENTER_ADMIN)
 def run_clearing(ctx: Context, a: ClearingArgs) -> dict[str, Any]:
-    date.fromisoformat(a.business_day)
     _ensure_day_open(ctx, a.business_day)
     start, end = prefix_range(f"day~{a.business_day}~")
     batch_ids = [UUID(v.decode()) for _, v in ctx.stub.get_state_by_range(start, end)]

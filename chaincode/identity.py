@@ -77,7 +77,9 @@ def caller_of(creator: Creator) -> Caller:
             "the caller's certificate carries no valid role attribute "
             f"(accepted: {', '.join(r.value for r in Role)})"
         ) from e
-    if (role is Role.CENTER_ADMIN) != org.is_center:
+    center_roles = (Role.CENTER_ADMIN, Role.AUDITOR)
+    if (role is Role.CENTER_ADMIN and not org.is_center) or (
+            org.is_center and role not in center_roles):
         raise Unauthorized(f"role {role.value} is not valid for {org.name}")
     department = attrs.get("department") or None
     if role is Role.DEPARTMENT and not department:

@@ -26,12 +26,18 @@ CREATE TABLE IF NOT EXISTS events (
     tx_id TEXT NOT NULL, type TEXT NOT NULL, payload TEXT NOT NULL,
     PRIMARY KEY (block, tx, idx));
 CREATE TABLE IF NOT EXISTS state (
-    key TEXT PRIMARY KEY, value TEXT NOT NULL, block BIGINT NOT NULL,
+    key {key} PRIMARY KEY, value TEXT NOT NULL, block BIGINT NOT NULL,
     tx INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS history (
-    key TEXT NOT NULL, block BIGINT NOT NULL, tx INTEGER NOT NULL, value TEXT,
+    key {key} NOT NULL, block BIGINT NOT NULL, tx INTEGER NOT NULL, value TEXT,
     PRIMARY KEY (key, block, tx));
 """
+
+# Keys compare and sort byte-wise, as on Fabric: range scans end at "\x7f" and
+# rely on "~" sorting after letters and digits. SQLite's default BINARY collation
+# does this; PostgreSQL must be told, or a language collation (en_US, ICU) that
+# ignores punctuation would return wrong ranges.
+KEY_TYPE = {"sqlite": "TEXT", "postgres": 'TEXT COLLATE "C"'}
 
 Version = tuple[int, int]
 Write = tuple[str, str | None]  # key, value (None = delete)
@@ -44,8 +50,12 @@ class Store:
         self.target = str(target)
         self.is_postgres = self.target.startswith(("postgresql://", "postgres://"))
         self._local = threading.local()
+        self._conns: list[Any] = []  # every thread's connection, closed by close()
+        self._conns_lock = threading.Lock()
+        schema = SCHEMA.format(key=KEY_TYPE["postgres" if self.is_postgres
+                                            else "sqlite"])
         with self._tx() as cur:
-            for stmt in SCHEMA.split(";"):
+            for stmt in schema.split(";"):
                 if stmt.strip():
                     cur.execute(stmt)
 
@@ -63,6 +73,8 @@ class Store:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
             self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
         return conn
 
     def _sql(self, sql: str) -> str:
@@ -98,10 +110,12 @@ class Store:
         return Store._Tx(self)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close the connections of all threads (the committer's included)."""
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
             conn.close()
-            self._local.conn = None
+        self._local.conn = None
 
     # ------------------------------------------------------------------ reads
     def height(self) -> int:

@@ -1,0 +1,131 @@
+"""Embedded-ledger benchmark: committed single-command transactions per second with
+p50/p99 submit latency, and card-transaction records per second through batches, for
+each crypto backend. Prints one JSON object; compare figures as ratios within a run.
+
+    python -m bench.ledger [--seconds 5] [--threads 16] [--backends native,gmssl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from chaincode.merkle import merkle_root
+from ledger import crypto
+from ledger.embedded import EmbeddedLedger, EmbeddedNode
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def _drive(seconds: float, threads: int, work: Any) -> tuple[int, list[float], float]:
+    """Run ``work(thread, i)`` from ``threads`` threads for ``seconds``; returns
+    (operations, latencies in s, elapsed s)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def loop(t: int) -> None:
+        i, mine = 0, []
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            work(t, i)
+            mine.append(time.perf_counter() - t0)
+            i += 1
+        with lock:
+            latencies.extend(mine)
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=loop, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return len(latencies), latencies, time.perf_counter() - started
+
+
+def bench_backend(name: str, seconds: float, threads: int, batch: int,
+                  dsn: str | None) -> dict[str, Any]:
+    backend = crypto.get_backend(name)
+    with tempfile.TemporaryDirectory() as tmp, \
+            EmbeddedNode(Path(tmp), dsn=dsn, backend=backend) as node:
+        run = secrets.token_hex(4)
+        department = EmbeddedLedger(node, node.wallet.identity("Kunshan", "transport"))
+        acquirer = EmbeddedLedger(node, node.wallet.identity("Kunshan", "admin"))
+
+        def register(t: int, i: int) -> None:
+            department.submit("RegisterIdentifier", {
+                "kind": "person", "category": "identity", "scheme": "citizen",
+                "natural_key_hash": crypto.sm3_hex(f"{run}-{t}-{i}".encode())})
+
+        height0 = node.height()
+        n, lat, elapsed = _drive(seconds, threads, register)
+        blocks = node.height() - height0
+
+        def report(t: int, i: int) -> None:
+            records = [{
+                "record_id": f"{run}-{t}-{i}-{j}",
+                "issuer_city": ("Shanghai", "Taicang")[j % 2],
+                "card_id_hash": crypto.sm3_hex(f"card{j}".encode()),
+                "amount_fen": 100 + j % 900, "time": "2026-11-20T08:00:00Z",
+                "terminal_id": f"T{j % 50}"} for j in range(batch)]
+            acquirer.submit("ReportTransactionBatch", {
+                "business_day": "2026-11-20", "records": records,
+                "merkle_root": merkle_root(records)})
+
+        batches, _, batch_elapsed = _drive(seconds, max(2, threads // 4), report)
+        return {
+            "backend": name,
+            "single_command": {
+                "committed_tx": n, "seconds": round(elapsed, 3),
+                "tx_per_s": round(n / elapsed, 1),
+                "p50_ms": round(_percentile(lat, 0.5) * 1000, 2),
+                "p99_ms": round(_percentile(lat, 0.99) * 1000, 2),
+                "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else 0,
+                "blocks": blocks},
+            "card_batches": {
+                "batches": batches, "records_per_batch": batch,
+                "records": batches * batch, "seconds": round(batch_elapsed, 3),
+                "records_per_s": round(batches * batch / batch_elapsed, 1)}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--threads", type=int, default=16)
+    p.add_argument("--batch", type=int, default=2000, help="records per batch")
+    p.add_argument("--backends", default=",".join(crypto.available_backends()))
+    p.add_argument("--dsn", default=None, help="PostgreSQL DSN (default SQLite)")
+    p.add_argument("--ledger", choices=["embedded", "fabric"], default="embedded")
+    args = p.parse_args()
+    if args.ledger == "fabric":
+        raise SystemExit("bench: the Fabric ledger is not available in this build")
+    results = [bench_backend(b, args.seconds, args.threads, args.batch, args.dsn)
+               for b in args.backends.split(",")]
+    out: dict[str, Any] = {"benchmark": "ledger", "ledger": "embedded",
+                           "store": "postgresql" if args.dsn else "sqlite",
+                           "cores": os.cpu_count(), "threads": args.threads,
+                           "results": results}
+    by = {r["backend"]: r for r in results}
+    if "native" in by and "gmssl" in by:
+        out["gmssl_over_native_tx_per_s"] = round(
+            by["gmssl"]["single_command"]["tx_per_s"]
+            / by["native"]["single_command"]["tx_per_s"], 4)
+        out["gmssl_over_native_records_per_s"] = round(
+            by["gmssl"]["card_batches"]["records_per_s"]
+            / by["native"]["card_batches"]["records_per_s"], 4)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""``cityunion ledger verify|history|block``: what an auditor asks of the chain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from cli.common import add_data_dir, print_json
+from ledger.embedded import EmbeddedNode
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("ledger", help="audit the embedded ledger (verify, history, "
+                       "block)", description=__doc__)
+    lsub = p.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    v = lsub.add_parser("verify", help="re-check the whole chain offline: SM3 "
+                        "links, every SM2 signature, every event; exits 1 naming the "
+                        "first bad block/transaction")
+    h = lsub.add_parser("history", help="every version of a world-state key with "
+                        "tx id, creator and timestamp")
+    h.add_argument("key", help="a world-state key, e.g. a~<aggregate id>")
+    b = lsub.add_parser("block", help="one block: header, hash, signature and "
+                        "transactions")
+    b.add_argument("number", type=int, help="block number (0 is the genesis block)")
+    for q in (v, h, b):
+        add_data_dir(q)
+        q.add_argument("--json", action="store_true", help="print JSON")
+    v.set_defaults(run=run_verify)
+    h.set_defaults(run=run_history)
+    b.set_defaults(run=run_block)
+
+
+def _open(args: argparse.Namespace) -> EmbeddedNode:
+    return EmbeddedNode(args.data_dir, dsn=args.dsn, read_only=True)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    with _open(args) as node:
+        def progress(n: int, height: int) -> None:
+            if sys.stderr.isatty() and (n % 100 == 0 or n == height - 1):
+                print(f"\rverifying block {n + 1}/{height}", end="", file=sys.stderr)
+
+        report = node.verify(progress)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+    if args.json:
+        print_json(asdict(report))
+    elif report.ok:
+        print(f"ok: {report.blocks} blocks, {report.transactions} transactions, "
+              f"{report.events} events verified")
+    else:
+        where = f"block {report.block_number}"
+        if report.tx_id:
+            where += f", transaction {report.tx_id}"
+        print(f"FAILED at {where}: {report.error}")
+    return 0 if report.ok else 1
+
+
+def run_history(args: argparse.Namespace) -> int:
+    with _open(args) as node:
+        versions = node.history(args.key)
+    if args.json:
+        print_json([asdict(v) for v in versions])
+        return 0
+    if not versions:
+        print(f"no history for key {args.key!r}")
+        return 1
+    for v in versions:
+        value = "<deleted>" if v.is_delete else v.value
+        print(f"block {v.block_number} tx {v.tx_index} {v.tx_id}\n"
+              f"  by {v.creator} at {v.timestamp}\n  value: {value}")
+    return 0
+
+
+def run_block(args: argparse.Namespace) -> int:
+    with _open(args) as node:
+        block = node.block(args.number)
+    if args.json:
+        print_json(block)
+        return 0
+    header = block["header"]
+    print(f"block {header['number']}  time {header['timestamp']}\n"
+          f"  hash          {block['hash']}\n"
+          f"  previous hash {header['previous_hash']}\n"
+          f"  data hash     {header['data_hash']}\n"
+          f"  signature     {block['signature']}")
+    for i, tx in enumerate(block["transactions"]):
+        if "proposal" not in tx:
+            print(f"  [{i}] genesis configuration: organisations "
+                  f"{', '.join(sorted(tx['config']['organisations']))}")
+            continue
+        p = tx["proposal"]
+        creator = json.loads(p["creator"]["certificate"])["subject"]
+        events = ", ".join(e["type"] for e in tx["result"]["events"]) or "-"
+        print(f"  [{i}] {p['tx_id']} {tx['validation']}\n"
+              f"      {p['function']} by {p['creator']['msp_id']}:"
+              f"{creator.get('name')} at {p['timestamp']}\n      events: {events}")
+    return 0
