@@ -27,8 +27,6 @@ from pydantic import (
 )
 
 from chaincode.domain import (
-    BUSINESS_RELATIONS,
-    PHYSICAL_RELATIONS,
     ClearingRun,
     CodeScheme,
     Department,
@@ -37,7 +35,7 @@ from chaincode.domain import (
     net_positions,
     scheme_checks,
 )
-from chaincode.errors import Conflict, ContractError, InvalidArgument, Unauthorized
+from chaincode.errors import Conflict, InvalidArgument, Unauthorized
 from chaincode.identity import Caller, Role, caller_of
 from chaincode.merkle import canonical_json, merkle_root
 from chaincode.recorder import Session, derive_id, transaction_time
@@ -215,12 +213,10 @@ def register_identifier(ctx: Context, a: RegisterIdentifierArgs) -> dict[str, An
 
 @command("LinkIdentifier", LinkIdentifierArgs, Role.DEPARTMENT, Role.CITY_ADMIN)
 def link_identifier(ctx: Context, a: LinkIdentifierArgs) -> dict[str, Any]:
-    ident = ctx.session.get(a.identifier_id, Identifier, "identifier")
+    ident = ctx.session.get(a.identifier_id, Identifier, "identifier",
+                            "identifier_id")
     _require_city(ctx.caller, ident.city, "link this identifier")
-    try:
-        target = ctx.session.get(a.target_id, Identifier, "identifier")
-    except ContractError as e:
-        raise type(e)(e.message, field="target_id") from e
+    target = ctx.session.get(a.target_id, Identifier, "identifier", "target_id")
     ident.link_to(target, a.relation, str(ctx.caller))
     ctx.session.save(ident)
     return {"id": str(ident.id), "status": ident.status}
@@ -228,7 +224,8 @@ def link_identifier(ctx: Context, a: LinkIdentifierArgs) -> dict[str, Any]:
 
 @command("RevokeIdentifier", RevokeIdentifierArgs, Role.DEPARTMENT, Role.CITY_ADMIN)
 def revoke_identifier(ctx: Context, a: RevokeIdentifierArgs) -> dict[str, Any]:
-    ident = ctx.session.get(a.identifier_id, Identifier, "identifier")
+    ident = ctx.session.get(a.identifier_id, Identifier, "identifier",
+                            "identifier_id")
     _require_city(ctx.caller, ident.city, "revoke this identifier")
     ident.revoke(a.reason, str(ctx.caller))
     ctx.session.save(ident)
@@ -269,7 +266,8 @@ def apply_code_scheme(ctx: Context, a: ApplyCodeSchemeArgs) -> dict[str, Any]:
 
 
 def _decide(ctx: Context, scheme_id: UUID) -> tuple[CodeScheme, dict[str, bool]]:
-    scheme: CodeScheme = ctx.session.get(scheme_id, CodeScheme, "code scheme")
+    scheme: CodeScheme = ctx.session.get(scheme_id, CodeScheme, "code scheme",
+                                         "scheme_id")
     if not (ctx.caller.is_center or (ctx.caller.role is Role.CITY_ADMIN
                                      and ctx.caller.city == scheme.city)):
         raise Unauthorized(f"only {scheme.city}'s city admin or the center may "
@@ -338,8 +336,8 @@ def report_batch(ctx: Context, a: ReportBatchArgs) -> dict[str, Any]:
                               f"{root})", "merkle_root")
     batch_id = TransactionBatch.create_id(acquirer, root)
     record_keys = [f"rec~{acquirer}~{r['record_id']}" for r in records]
-    for i, key in enumerate(record_keys):
-        if ctx.stub.get_state(key) is not None:
+    for i, found in enumerate(ctx.stub.get_multiple_states(record_keys)):
+        if found is not None:
             raise Conflict(f"record {records[i]['record_id']!r} was already "
                            "reported", field=f"records.{i}.record_id")
     batch = TransactionBatch(acquirer_city=acquirer, business_day=a.business_day,
@@ -355,7 +353,8 @@ def report_batch(ctx: Context, a: ReportBatchArgs) -> dict[str, Any]:
 
 
 def _issuer_batch(ctx: Context, batch_id: UUID) -> TransactionBatch:
-    batch: TransactionBatch = ctx.session.get(batch_id, TransactionBatch, "batch")
+    batch: TransactionBatch = ctx.session.get(batch_id, TransactionBatch, "batch",
+                                              "batch_id")
     _ensure_day_open(ctx, batch.business_day)
     if ctx.caller.city not in load_consortium().city_names:
         raise Unauthorized("only an issuer city confirms or disputes records")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from chaincode.errors import Unauthorized
 from chaincode.stub import Creator
@@ -66,6 +67,12 @@ def _attributes(id_bytes: bytes) -> tuple[dict[str, str], str]:
 
 def caller_of(creator: Creator) -> Caller:
     """The caller's organisation and role, or Unauthorized if they cannot be told."""
+    return _caller_of(creator.msp_id, creator.id_bytes)
+
+
+@lru_cache(maxsize=1024)  # a certificate's attributes never change
+def _caller_of(msp_id: str, id_bytes: bytes) -> Caller:
+    creator = Creator(msp_id, id_bytes)
     org = load_consortium().by_msp(creator.msp_id)
     if org is None:
         raise Unauthorized(f"MSP {creator.msp_id!r} is not a consortium member")

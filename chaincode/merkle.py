@@ -16,10 +16,13 @@ def sm3(data: bytes) -> bytes:
     return hashlib.new("sm3", data).digest()
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
+                              ensure_ascii=False)  # built once: hot path
+
+
 def canonical_json(value: Any) -> bytes:
     """The one byte encoding that is hashed and signed everywhere."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+    return _CANONICAL.encode(value).encode("utf-8")
 
 
 def merkle_root(records: Iterable[Mapping[str, Any]]) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -37,6 +38,7 @@ _NAMESPACE = uuid5(NAMESPACE_URL, "https://cityunion.example/ids")
 _tx_time: ContextVar[datetime] = ContextVar("cityunion_tx_time")
 
 
+@lru_cache(maxsize=65536)
 def derive_id(kind: str, *parts: str) -> UUID:
     """Deterministic aggregate id from a natural key (never uuid4 on chain)."""
     return uuid5(_NAMESPACE, "|".join((kind, *parts)))
@@ -65,6 +67,7 @@ class StubRecorder(AggregateRecorder):
     def __init__(self, stub: Stub) -> None:
         self.stub = stub
         self.inserted: list[StoredEvent] = []
+        self._heads: dict[str, tuple[str, int] | None] = {}  # reads of this tx
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -89,11 +92,12 @@ class StubRecorder(AggregateRecorder):
         return None
 
     def _head(self, oid: str) -> tuple[str, int] | None:
-        raw = self.stub.get_state(_head_key(oid))
-        if raw is None:
-            return None
-        head = json.loads(raw)
-        return head["type"], int(head["version"])
+        # Reads see committed state only, so one read per key per tx suffices.
+        if oid not in self._heads:
+            raw = self.stub.get_state(_head_key(oid))
+            head = json.loads(raw) if raw is not None else None
+            self._heads[oid] = (head["type"], int(head["version"])) if head else None
+        return self._heads[oid]
 
     def select_events(
         self,
@@ -110,7 +114,9 @@ class StubRecorder(AggregateRecorder):
         found = []
         for key, value in self.stub.get_state_by_range(start, end):
             version = int(key.rsplit("~", 1)[1])
-            if (gt is not None and version <= gt) or (lte is not None and version > lte):
+            if gt is not None and version <= gt:
+                continue
+            if lte is not None and version > lte:
                 continue
             body = json.loads(value)
             found.append(
@@ -129,24 +135,29 @@ def _transcoder() -> JSONTranscoder:
     return t
 
 
+_MAPPER: Mapper[UUID] = Mapper(transcoder=_transcoder())  # stateless, shared
+
+
 class Session:
     """Loads and saves aggregates for one transaction through a StubRecorder."""
 
     def __init__(self, stub: Stub) -> None:
         self.recorder = StubRecorder(stub)
-        self.mapper: Mapper[UUID] = Mapper(transcoder=_transcoder())
+        self.mapper = _MAPPER
         self.repository = Repository(EventStore(self.mapper, self.recorder))
         self.pending: list[Any] = []
 
     def exists(self, aggregate_id: UUID) -> bool:
         return self.recorder._head(str(aggregate_id)) is not None
 
-    def get(self, aggregate_id: UUID, cls: type[Any], what: str) -> Any:
+    def get(self, aggregate_id: UUID, cls: type[Any], what: str,
+            field: str = "id") -> Any:
+        """The aggregate, or NotFound naming the argument ``field`` that held the id."""
         if not self.exists(aggregate_id):
-            raise NotFound(f"{what} {aggregate_id} does not exist", field="id")
-        agg = self.repository.get(aggregate_id)
+            raise NotFound(f"{what} {aggregate_id} does not exist", field=field)
+        agg: Any = self.repository.get(aggregate_id)
         if not isinstance(agg, cls):
-            raise NotFound(f"{aggregate_id} is not a {what}", field="id")
+            raise NotFound(f"{aggregate_id} is not a {what}", field=field)
         return agg
 
     def save(self, *aggregates: Aggregate) -> None:

@@ -83,6 +83,15 @@ class EmbeddedStub:
         self.reads.setdefault(key, found[1] if found else None)
         return found[0].encode() if found else None
 
+    def get_multiple_states(self, keys: list[str]) -> list[bytes | None]:
+        found = self.store.get_states(keys)
+        out: list[bytes | None] = []
+        for key in keys:
+            hit = found.get(key)
+            self.reads.setdefault(key, hit[1] if hit else None)
+            out.append(hit[0].encode() if hit else None)
+        return out
+
     def put_state(self, key: str, value: bytes) -> None:
         if not key:
             raise ContractError("empty key")
@@ -271,6 +280,12 @@ class EmbeddedNode:
                 self._committer.start()
 
     def _commit_loop(self) -> None:
+        try:
+            self._commit_until_stopped()
+        finally:  # the committer's own connection, which close() cannot reach
+            self.store.close()
+
+    def _commit_until_stopped(self) -> None:
         stop = False
         while not stop:
             first = self._queue.get()
@@ -297,11 +312,13 @@ class EmbeddedNode:
                             f"commit failed: {e}", tx.proposal["tx_id"]))
 
     def _validate(self, tx: Endorsed, block_writes: dict[str, str | None]) -> str:
-        for key, version in tx.stub.reads.items():
-            if key in block_writes:
-                return MVCC_READ_CONFLICT
-            found = self.store.get_state(key)
-            if (found[1] if found else None) != version:
+        reads = tx.stub.reads
+        if any(key in block_writes for key in reads):
+            return MVCC_READ_CONFLICT
+        current = self.store.get_states(list(reads))
+        for key, version in reads.items():
+            hit = current.get(key)
+            if (hit[1] if hit else None) != version:
                 return MVCC_READ_CONFLICT
         for start, end, seen in tx.stub.ranges:
             if any(start <= k < end for k in block_writes):
@@ -314,7 +331,10 @@ class EmbeddedNode:
     def _commit(self, batch: list[Endorsed]) -> None:
         number = self.store.height()
         block_writes: dict[str, str | None] = {}
-        bodies, writes, events, statuses = [], [], [], []
+        bodies: list[tuple[str, str]] = []
+        writes: list[tuple[int, list[tuple[str, str | None]]]] = []
+        events: list[tuple[int, int, str, str, str]] = []
+        statuses: list[str] = []
         seen: set[str] = set()
         accepted = []
         for tx in batch:  # a replayed tx id is refused, never stored twice

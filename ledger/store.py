@@ -50,8 +50,6 @@ class Store:
         self.target = str(target)
         self.is_postgres = self.target.startswith(("postgresql://", "postgres://"))
         self._local = threading.local()
-        self._conns: list[Any] = []  # every thread's connection, closed by close()
-        self._conns_lock = threading.Lock()
         schema = SCHEMA.format(key=KEY_TYPE["postgres" if self.is_postgres
                                             else "sqlite"])
         with self._tx() as cur:
@@ -73,8 +71,6 @@ class Store:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
             self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
         return conn
 
     def _sql(self, sql: str) -> str:
@@ -110,12 +106,11 @@ class Store:
         return Store._Tx(self)
 
     def close(self) -> None:
-        """Close the connections of all threads (the committer's included)."""
-        with self._conns_lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
+        """Close the calling thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
             conn.close()
-        self._local.conn = None
+            self._local.conn = None
 
     # ------------------------------------------------------------------ reads
     def height(self) -> int:
@@ -125,6 +120,18 @@ class Store:
     def get_state(self, key: str) -> tuple[str, Version] | None:
         rows = self._query("SELECT value, block, tx FROM state WHERE key = ?", (key,))
         return (rows[0][0], (rows[0][1], rows[0][2])) if rows else None
+
+    def get_states(self, keys: Sequence[str]) -> dict[str, tuple[str, Version]]:
+        """Several keys at once: {key: (value, version)} for those that exist."""
+        found: dict[str, tuple[str, Version]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            marks = ", ".join("?" * len(chunk))
+            for key, value, block, tx in self._query(
+                    f"SELECT key, value, block, tx FROM state WHERE key IN ({marks})",
+                    chunk):
+                found[key] = (value, (block, tx))
+        return found
 
     def range(self, start: str, end: str) -> list[tuple[str, str, Version]]:
         rows = self._query("SELECT key, value, block, tx FROM state WHERE key >= ? "

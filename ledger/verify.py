@@ -50,10 +50,126 @@ def _check_tx(body: dict[str, Any], tx_id: str, number: int,
         raise _Bad("transaction signature does not verify", number, tx_id)
 
 
+def _first_difference(expected: list[Any], stored: list[Any]) -> Any:
+    """The first entry where two lists differ (from the longer one when one is a
+    prefix of the other), so a report names the row that was changed or lost."""
+    for e, s in zip(expected, stored, strict=False):
+        if e != s:
+            return e
+    return (expected if len(expected) > len(stored) else stored)[
+        min(len(expected), len(stored))]
+
+
+class _Trust:
+    """The genesis block's trust anchors: membership and the node's public key."""
+
+    def __init__(self, genesis_body: dict[str, Any], backend: crypto.Backend) -> None:
+        self.membership = Membership(genesis_body["config"], backend)
+        node = genesis_body["config"]["node"]
+        self.node_public = self.membership.public_key_of(
+            Creator(node["msp_id"], node["certificate"].encode()))
+
+
+def _check_block(store: Store, backend: crypto.Backend, number: int, previous: str,
+                 trust: _Trust | None, counts: dict[str, int],
+                 transactions: bool = True) -> tuple[str, list[dict[str, Any]],
+                                                     _Trust]:
+    """Check one block against the previous block's hash; raises ``_Bad``.
+
+    Returns the block's hash, its transaction bodies and the trust anchors (read
+    from the block itself when it is the genesis block). ``transactions=False``
+    checks the header, the link, the data hash and the node signature only.
+    """
+    from ledger.embedded import VALID, data_hash
+
+    found = store.block(number)
+    if found is None:
+        raise _Bad("block is missing", number)
+    header_text, block_hash, signature, raw_txs = found
+    try:
+        header = json.loads(header_text)
+        bodies = [json.loads(b) for b in raw_txs]
+    except ValueError as e:
+        raise _Bad(f"block is not valid JSON: {e}", number) from e
+    if header.get("number") != number:
+        raise _Bad("block number in header is wrong", number)
+    if header.get("previous_hash") != previous:
+        raise _Bad("previous-block hash does not match", number)
+    if crypto.sm3_hex(header_text.encode()) != block_hash:
+        raise _Bad("block hash does not match its header", number)
+    if header.get("data_hash") != data_hash(raw_txs) or \
+            header.get("tx_count") != len(raw_txs):
+        raise _Bad("data hash does not match the transactions", number)
+    if number == 0:
+        trust = _Trust(bodies[0], backend)
+    assert trust is not None
+    if not backend.sm2_verify(trust.node_public, bytes.fromhex(block_hash),
+                              bytes.fromhex(signature)):
+        raise _Bad("node signature of the block does not verify", number)
+    if number == 0 or not transactions:
+        return block_hash, bodies, trust
+    stored_tx_ids = store._query(
+        "SELECT tx_id FROM txs WHERE block = ? ORDER BY idx", (number,))
+    expected_events = []
+    for index, body in enumerate(bodies):
+        tx_id = stored_tx_ids[index][0]
+        _check_tx(body, tx_id, number, trust.membership, backend)
+        counts["tx"] += 1
+        if body["validation"] != VALID:
+            continue
+        for i, ev in enumerate(body["result"]["events"]):
+            expected_events.append((index, i, tx_id, ev["type"],
+                                    canonical_json(ev).decode()))
+    stored = [tuple(e) for e in store.events_of_block(number)]
+    if stored != expected_events:
+        bad = next((e for e, s in zip(expected_events, stored, strict=False)
+                    if e != s), (expected_events or stored)[0])
+        raise _Bad("recorded events differ from the transaction's events",
+                   number, str(bad[2]))
+    counts["events"] += len(expected_events)
+    return block_hash, bodies, trust
+
+
+def verify_blocks(store: Store, backend: crypto.Backend, start: int, end: int,
+                  transactions: bool = True) -> VerifyReport:
+    """Re-check blocks ``start..end`` (inclusive) and their link to block
+    ``start - 1``; trust comes from the genesis block. Unlike ``verify_chain``
+    this does not replay world state, so any range is cheap to check.
+    ``transactions=False`` checks headers, links and node signatures only."""
+    counts = {"tx": 0, "events": 0}
+    number = start
+    try:
+        height = store.height()
+        if not 0 <= start <= end < height:
+            raise _Bad(f"block range {start}..{end} is outside the chain "
+                       f"(0..{height - 1})", start)
+        trust: _Trust | None = None
+        previous = GENESIS_PREVIOUS
+        if start > 0:
+            genesis = store.block(0)
+            if genesis is None:
+                raise _Bad("the ledger has no genesis block", 0)
+            trust = _Trust(json.loads(genesis[3][0]), backend)
+            before = store.block(start - 1)
+            if before is None:
+                raise _Bad("block is missing", start - 1)
+            previous = before[1]
+        for number in range(start, end + 1):
+            previous, _, trust = _check_block(store, backend, number, previous,
+                                              trust, counts, transactions)
+    except _Bad as bad:
+        return VerifyReport(False, end - start + 1, counts["tx"], counts["events"],
+                            str(bad), bad.block, bad.tx_id)
+    except (KeyError, TypeError, ValueError, IndexError, MembershipError) as e:
+        return VerifyReport(False, end - start + 1, counts["tx"], counts["events"],
+                            f"block is malformed: {e!r}", number)
+    return VerifyReport(True, end - start + 1, counts["tx"], counts["events"])
+
+
 def verify_chain(store: Store, backend: crypto.Backend,
                  progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Re-check the whole chain; ``progress(block, height)`` is called per block."""
-    from ledger.embedded import VALID, data_hash
+    from ledger.embedded import VALID
 
     height = store.height()
     counts = {"tx": 0, "events": 0}
@@ -64,47 +180,12 @@ def verify_chain(store: Store, backend: crypto.Backend,
         if height == 0:
             raise _Bad("the ledger has no genesis block", 0)
         previous = GENESIS_PREVIOUS
-        membership: Membership | None = None
-        node_public = b""
+        trust: _Trust | None = None
         for number in range(height):
-            found = store.block(number)
-            if found is None:
-                raise _Bad("block is missing", number)
-            header_text, block_hash, signature, raw_txs = found
-            try:
-                header = json.loads(header_text)
-                bodies = [json.loads(b) for b in raw_txs]
-            except ValueError as e:
-                raise _Bad(f"block is not valid JSON: {e}", number) from e
-            if header.get("number") != number:
-                raise _Bad("block number in header is wrong", number)
-            if header.get("previous_hash") != previous:
-                raise _Bad("previous-block hash does not match", number)
-            if crypto.sm3_hex(header_text.encode()) != block_hash:
-                raise _Bad("block hash does not match its header", number)
-            if header.get("data_hash") != data_hash(raw_txs) or \
-                    header.get("tx_count") != len(raw_txs):
-                raise _Bad("data hash does not match the transactions", number)
-            if number == 0:
-                membership = Membership(bodies[0]["config"], backend)
-                node = bodies[0]["config"]["node"]
-                node_public = membership.public_key_of(
-                    Creator(node["msp_id"], node["certificate"].encode()))
-            if not backend.sm2_verify(node_public, bytes.fromhex(block_hash),
-                                      bytes.fromhex(signature)):
-                raise _Bad("node signature of the block does not verify", number)
-            previous = block_hash
-            stored_tx_ids = store._query(
-                "SELECT tx_id FROM txs WHERE block = ? ORDER BY idx", (number,))
-            expected_events = []
+            previous, bodies, trust = _check_block(store, backend, number, previous,
+                                                   trust, counts)
             for index, body in enumerate(bodies):
-                if number == 0:
-                    continue
-                tx_id = stored_tx_ids[index][0]
-                assert membership is not None
-                _check_tx(body, tx_id, number, membership, backend)
-                counts["tx"] += 1
-                if body["validation"] != VALID:
+                if number == 0 or body["validation"] != VALID:
                     continue
                 for key, value in body["result"]["writes"]:
                     history.setdefault(key, []).append((number, index, value))
@@ -112,16 +193,6 @@ def verify_chain(store: Store, backend: crypto.Backend,
                         state.pop(key, None)
                     else:
                         state[key] = (value, number, index)
-                for i, ev in enumerate(body["result"]["events"]):
-                    expected_events.append((index, i, tx_id, ev["type"],
-                                            canonical_json(ev).decode()))
-            stored = [tuple(e) for e in store.events_of_block(number)]
-            if stored != expected_events:
-                bad = next((e for e, s in zip(expected_events, stored, strict=False)
-                            if e != s), (expected_events or stored)[0])
-                raise _Bad("recorded events differ from the transaction's events",
-                           number, str(bad[2]))
-            counts["events"] += len(expected_events)
             if progress:
                 progress(number, height)
         for key, value, block, tx in store.all_state():
@@ -137,8 +208,10 @@ def verify_chain(store: Store, backend: crypto.Backend,
             stored_history.setdefault(key, []).append((block, tx, value))
         for key in sorted(set(history) | set(stored_history)):
             if history.get(key) != stored_history.get(key):
+                bad_version = _first_difference(history.get(key, []),
+                                                stored_history.get(key, []))
                 raise _Bad(f"history of key {key!r} differs from the chain",
-                           (history.get(key) or stored_history[key])[0][0])
+                           bad_version[0])
     except _Bad as bad:
         return VerifyReport(False, height, counts["tx"], counts["events"], str(bad),
                             bad.block, bad.tx_id)
