@@ -71,7 +71,8 @@ class Identifier(LedgerAggregate):
 
     def revoke(self, reason: str, by: str) -> None:
         if self.status == "revoked":
-            raise Conflict(f"identifier {self.id} is already revoked", field="id")
+            raise Conflict(f"identifier {self.id} is already revoked",
+                           field="identifier_id")
         self._revoked(reason=reason, revoked_by=by)
 
     @event("Revoked")

@@ -161,9 +161,14 @@ class EmbeddedNode:
             self._lock_file = self._acquire_lock()
             if not self.wallet.exists:
                 self.wallet.create(self.backend)
-        self.store = Store(dsn or self.data_dir / "ledger.sqlite")
+        sqlite_file = self.data_dir / "ledger.sqlite"
+        if read_only and dsn is None and not sqlite_file.exists():
+            # not even an empty file: opening one would create it
+            raise LedgerError(f"no ledger in {self.data_dir}")
+        self.store = Store(dsn or sqlite_file)
         if self.store.height() == 0:
             if read_only:
+                self.store.close()
                 raise LedgerError(f"no ledger in {self.data_dir}")
             self._write_genesis()
         self.config = self._genesis_config()

@@ -122,8 +122,7 @@ def _check_block(store: Store, backend: crypto.Backend, number: int, previous: s
                                     canonical_json(ev).decode()))
     stored = [tuple(e) for e in store.events_of_block(number)]
     if stored != expected_events:
-        bad = next((e for e, s in zip(expected_events, stored, strict=False)
-                    if e != s), (expected_events or stored)[0])
+        bad = _first_difference(expected_events, stored)
         raise _Bad("recorded events differ from the transaction's events",
                    number, str(bad[2]))
     counts["events"] += len(expected_events)

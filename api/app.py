@@ -1,0 +1,44 @@
+"""The FastAPI application: routers, problem+json errors, and the lifespan that
+opens the ledger node, the read models and the projection follower."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import problems
+from api.deps import Runtime
+from api.routers import ROUTERS
+from api.settings import Settings
+
+DESCRIPTION = """
+Commands (POST) are chaincode transactions submitted as the bearer token's
+identity; they answer with the tx id, the block number and the recorded events.
+Queries (GET) read the projections. Errors are `application/problem+json` and
+name the field. Tokens come from `cityunion token issue`.
+"""
+
+
+def create_app(settings: Settings | None = None,
+               runtime: Runtime | None = None) -> FastAPI:
+    """The API for one node. The runtime (ledger node, read models, follower)
+    is opened when the app starts, unless an open one is given; either way it
+    is closed when the app stops."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = runtime or Runtime.open(settings)
+        try:
+            yield
+        finally:
+            app.state.runtime.close()
+
+    app = FastAPI(title="cityunion", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    problems.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

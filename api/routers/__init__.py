@@ -1,0 +1,20 @@
+"""One router per resource; ``ROUTERS`` is what the app includes."""
+
+from __future__ import annotations
+
+from api.routers import (
+    blocks,
+    card_batches,
+    card_volumes,
+    clearing_runs,
+    code_schemes,
+    dashboard,
+    departments,
+    identifiers,
+    ledger,
+    system,
+)
+
+ROUTERS = [identifiers.router, departments.router, code_schemes.router,
+           card_batches.router, card_volumes.router, clearing_runs.router,
+           blocks.router, ledger.router, dashboard.router, system.router]

@@ -1,0 +1,46 @@
+"""The blocks read model: hashes, size, time and the verification state found
+when each block was projected."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel
+
+from api.deps import CurrentIdentity, PageDep, ReadDB, not_found
+from api.problems import RESPONSES
+from api.schemas import Page
+from projections import queries
+from projections.queries import Where
+
+router = APIRouter(prefix="/api/blocks", tags=["blocks"], responses=RESPONSES)
+
+
+class BlockOut(BaseModel):
+    number: int
+    hash: str
+    previous_hash: str
+    data_hash: str
+    tx_count: int
+    committed_at: datetime
+    verified: bool | None  # None: not checked by this node
+    verify_error: str | None
+
+
+@router.get("")
+def list_blocks(_: CurrentIdentity, db: ReadDB, page: PageDep,
+                verified: bool | None = None) -> Page[BlockOut]:
+    """Blocks, newest first; ``verified=false`` lists the ones that failed."""
+    where = Where().eq("verified", None if verified is None else int(verified))
+    return Page[BlockOut].of(queries.blocks(db, where, page.limit, page.offset))
+
+
+@router.get("/{number}")
+def get_block(number: Annotated[int, Path(ge=0)], _: CurrentIdentity,
+              db: ReadDB) -> BlockOut:
+    row = queries.block(db, number)
+    if row is None:
+        raise not_found("block", number, "number")
+    return BlockOut.model_validate(row)

@@ -1,0 +1,75 @@
+"""Daily clearing (清分结算): run it for a business day; read runs and the net
+position of every city."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from api.deps import CurrentIdentity, LedgerDep, PageDep, ReadDB, not_found
+from api.problems import RESPONSES
+from api.schemas import CommandResult, Page, Request
+from chaincode.contract import Day
+from projections import queries
+from projections.queries import Where
+
+router = APIRouter(prefix="/api/clearing-runs", tags=["clearing"],
+                   responses=RESPONSES)
+
+
+class ClearingRunCreate(Request):
+    business_day: Day
+
+
+class PositionOut(BaseModel):
+    city: str
+    net_fen: int
+
+
+class ClearingRunOut(BaseModel):
+    business_day: str
+    id: UUID
+    batch_count: int
+    record_count: int
+    excluded_disputed: int
+    gross_fen: int
+    run_by: str
+    completed_at: datetime
+
+
+class ClearingRunDetail(ClearingRunOut):
+    positions: list[PositionOut]
+
+
+@router.post("", status_code=201)
+def run_clearing(body: ClearingRunCreate, p: CurrentIdentity,
+                 gateway: LedgerDep) -> CommandResult:
+    """RunClearing (center admin): nets every non-disputed record of the day;
+    the day is closed afterwards."""
+    return CommandResult.of(gateway.submit(p, "RunClearing",
+                                           body.model_dump(mode="json")))
+
+
+@router.get("")
+def list_runs(_: CurrentIdentity, db: ReadDB, page: PageDep,
+              day_from: Annotated[Day | None, Query(alias="from")] = None,
+              day_to: Annotated[Day | None, Query(alias="to")] = None,
+              ) -> Page[ClearingRunOut]:
+    """Clearing runs, newest first (every member sees the consortium's runs)."""
+    where = (Where().cond("business_day >= ?", day_from)
+             .cond("business_day <= ?", day_to))
+    return Page[ClearingRunOut].of(
+        queries.clearing_runs(db, where, page.limit, page.offset))
+
+
+@router.get("/{business_day}")
+def get_run(business_day: Day, _: CurrentIdentity, db: ReadDB) -> ClearingRunDetail:
+    """One day's run with each city's net position (they sum to zero)."""
+    row = queries.clearing_run(db, business_day)
+    if row is None:
+        raise not_found("clearing run for", business_day, "business_day")
+    return ClearingRunDetail.model_validate(row)

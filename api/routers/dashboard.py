@@ -1,0 +1,76 @@
+"""The leaders' cockpit (领导驾驶舱) data: one JSON document with everything
+the dashboard page shows, read from the projections only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from api.deps import Leader, ReadDB, RuntimeDep
+from api.problems import RESPONSES
+from api.routers.blocks import BlockOut
+from api.routers.clearing_runs import ClearingRunDetail
+from api.schemas import ProjectionStatus
+from projections import queries
+
+router = APIRouter(prefix="/api/dashboard", tags=["dashboard"], responses=RESPONSES)
+
+
+class DayVolume(BaseModel):
+    business_day: str
+    record_count: int
+    amount_fen: int
+
+
+class Flow(BaseModel):
+    acquirer_city: str
+    issuer_city: str
+    record_count: int
+    amount_fen: int
+
+
+class NetPosition(BaseModel):
+    city: str
+    net_fen: int  # summed over every cleared day
+    days: int
+    last_business_day: str
+
+
+class StatusCount(BaseModel):
+    status: str
+    count: int
+
+
+class KindCount(BaseModel):
+    kind: str
+    status: str
+    count: int
+
+
+class DashboardSummary(BaseModel):
+    generated_at: datetime
+    volume_per_day: list[DayVolume]
+    city_pair_flows: list[Flow]
+    net_positions: list[NetPosition]
+    latest_clearing: ClearingRunDetail | None
+    code_schemes_by_status: list[StatusCount]
+    identifiers_by_kind: list[KindCount]
+    latest_blocks: list[BlockOut]
+    projection: ProjectionStatus
+
+
+@router.get("/summary")
+def summary(_: Leader, db: ReadDB, runtime: RuntimeDep,
+            days: Annotated[int, Query(ge=1, le=366)] = 30,
+            blocks: Annotated[int, Query(ge=1, le=100)] = 10) -> DashboardSummary:
+    """Cross-city volume per business day (latest ``days``), flows between city
+    pairs, net clearing positions, code schemes by status, identifiers by kind,
+    the latest ``blocks`` blocks with their verification state, and the
+    projection lag. For center admins, auditors and city admins."""
+    data = queries.dashboard(db, days, blocks)
+    return DashboardSummary.model_validate({
+        **data, "generated_at": datetime.now(UTC),
+        "projection": ProjectionStatus.of(runtime.follower.status())})

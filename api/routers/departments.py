@@ -1,0 +1,63 @@
+"""City departments (委办局) and the code types they are responsible for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from api.deps import CurrentIdentity, LedgerDep, PageDep, ReadDB, not_found, scope_city
+from api.problems import RESPONSES
+from api.schemas import CommandResult, Page, Request
+from chaincode.contract import CodeType, Name, Text
+from projections import queries
+from projections.queries import Where
+
+router = APIRouter(prefix="/api/departments", tags=["departments"],
+                   responses=RESPONSES)
+
+
+class DepartmentCreate(Request):
+    code: Name
+    name: Text
+    duties: Annotated[list[CodeType], Field(min_length=1, max_length=64,
+                                            description="code types it may issue")]
+
+
+class DepartmentOut(BaseModel):
+    id: UUID
+    city: str
+    code: str
+    name: str
+    duties: list[str]
+    registered_at: datetime
+
+
+@router.post("", status_code=201)
+def register_department(body: DepartmentCreate, p: CurrentIdentity,
+                        gateway: LedgerDep) -> CommandResult:
+    """RegisterDepartment (city admin), in the admin's own city."""
+    return CommandResult.of(gateway.submit(p, "RegisterDepartment",
+                                           body.model_dump(mode="json")))
+
+
+@router.get("")
+def list_departments(p: CurrentIdentity, db: ReadDB, page: PageDep,
+                     city: Name | None = None) -> Page[DepartmentOut]:
+    """Departments by city and code."""
+    where = Where().eq("city", scope_city(p, city))
+    return Page[DepartmentOut].of(
+        queries.departments(db, where, page.limit, page.offset))
+
+
+@router.get("/{department_id}")
+def get_department(department_id: UUID, p: CurrentIdentity,
+                   db: ReadDB) -> DepartmentOut:
+    row = queries.department(db, str(department_id))
+    if row is None:
+        raise not_found("department", department_id, "department_id")
+    scope_city(p, row["city"], "department_id")
+    return DepartmentOut.model_validate(row)

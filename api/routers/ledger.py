@@ -1,0 +1,128 @@
+"""Auditor endpoints (auditor, center admin): the history of any key with tx ids,
+creators and block numbers; a block with its hashes and signatures; and a
+verification of a block range that says what failed. These read the ledger
+itself, not the projections."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from api.deps import Auditor, LedgerDep
+from api.problems import RESPONSES, Problem
+
+router = APIRouter(prefix="/api/ledger", tags=["audit"], responses=RESPONSES)
+
+
+class KeyVersionOut(BaseModel):
+    key: str
+    block_number: int
+    tx_index: int
+    tx_id: str
+    creator: str
+    timestamp: datetime
+    value: str | None
+    is_delete: bool
+
+
+class TransactionOut(BaseModel):
+    tx_id: str
+    function: str
+    creator_msp: str
+    creator: str
+    timestamp: datetime
+    validation: str
+    signature: str
+    events: int
+
+
+class LedgerBlockOut(BaseModel):
+    number: int
+    hash: str
+    previous_hash: str
+    data_hash: str
+    timestamp: datetime
+    tx_count: int
+    signature: str = Field(description="the node's SM2 signature of the hash")
+    transactions: list[TransactionOut]
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    start: int = Field(serialization_alias="from")
+    end: int = Field(serialization_alias="to")
+    blocks: int
+    transactions: int
+    events: int
+    error: str | None
+    block_number: int | None
+    tx_id: str | None
+
+
+def _transaction(body: dict[str, Any]) -> TransactionOut:
+    p = body["proposal"]
+    subject = json.loads(p["creator"]["certificate"]).get("subject", {})
+    return TransactionOut(tx_id=p["tx_id"], function=p["function"],
+                          creator_msp=p["creator"]["msp_id"],
+                          creator=str(subject.get("name", "")),
+                          timestamp=p["timestamp"], validation=body["validation"],
+                          signature=body["signature"],
+                          events=len(body["result"]["events"]))
+
+
+def _check_range(height: int, field: str, value: int) -> None:
+    if not 0 <= value < height:
+        raise Problem(404 if field == "number" else 400, "out-of-range",
+                      f"block {value} is not on the chain", field,
+                      f"0..{height - 1}")
+
+
+@router.get("/history/{key:path}")
+def key_history(key: Annotated[str, Path(min_length=1, max_length=1024)],
+                _: Auditor, gateway: LedgerDep) -> list[KeyVersionOut]:
+    """Every version of a world-state key, oldest first (e.g. ``a~<id>`` is an
+    aggregate's head, ``e~<id>~<version>`` one of its events)."""
+    return [KeyVersionOut.model_validate(v, from_attributes=True)
+            for v in gateway.reader.history(key)]
+
+
+@router.get("/blocks/{number}")
+def ledger_block(number: Annotated[int, Path(ge=0)], _: Auditor,
+                 gateway: LedgerDep) -> LedgerBlockOut:
+    """A block as stored: header, hash, node signature, and its transactions
+    with their creators and signatures (the genesis block lists none)."""
+    _check_range(gateway.reader.height(), "number", number)
+    block = gateway.reader.block(number)
+    h = block["header"]
+    txs = [] if number == 0 else [_transaction(b) for b in block["transactions"]]
+    return LedgerBlockOut(number=number, hash=block["hash"],
+                          previous_hash=h["previous_hash"], data_hash=h["data_hash"],
+                          timestamp=h["timestamp"], tx_count=h["tx_count"],
+                          signature=block["signature"], transactions=txs)
+
+
+@router.get("/verify", response_model_by_alias=True)
+def verify(_: Auditor, gateway: LedgerDep,
+           start: Annotated[int | None, Query(alias="from", ge=0)] = None,
+           end: Annotated[int | None, Query(alias="to", ge=0)] = None) -> VerifyOut:
+    """Re-check blocks ``from..to`` (default: the whole chain): header hashes and
+    links, node signatures, data hashes, each transaction's creator certificate
+    chain and signature, and the recorded events. ``ok`` is false with the
+    first failure's block, tx id and reason."""
+    height = gateway.reader.height()
+    first = 0 if start is None else start
+    last = height - 1 if end is None else end
+    _check_range(height, "from", first)
+    _check_range(height, "to", last)
+    if first > last:
+        raise Problem(400, "out-of-range", f"from ({first}) is after to ({last})",
+                      "from", f"0..{last}")
+    report = gateway.verify(first, last)
+    return VerifyOut(ok=report.ok, start=first, end=last, blocks=report.blocks,
+                     transactions=report.transactions, events=report.events,
+                     error=report.error, block_number=report.block_number,
+                     tx_id=report.tx_id)

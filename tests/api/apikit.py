@@ -1,0 +1,118 @@
+"""Helpers of the API tests: identities, a client that speaks as one, and
+builders that create what a test needs through the API itself."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, timedelta
+from itertools import count
+from typing import Any
+
+from fastapi.testclient import TestClient
+from helpers import card_record, unique_hash
+from httpx import Response
+
+from api.deps import Runtime
+
+Who = tuple[str, ...]  # (city, role) or (city, "department", code)
+CENTER_ADMIN: Who = ("Center", "center_admin")
+CENTER_AUDITOR: Who = ("Center", "auditor")
+KS_ADMIN: Who = ("Kunshan", "city_admin")
+KS_TRANSPORT: Who = ("Kunshan", "department", "transport")
+KS_TERMINAL: Who = ("Kunshan", "terminal")
+KS_AUDITOR: Who = ("Kunshan", "auditor")
+SH_ADMIN: Who = ("Shanghai", "city_admin")
+TC_ADMIN: Who = ("Taicang", "city_admin")
+ROLES: dict[str, Who] = {"center_admin": CENTER_ADMIN, "city_admin": KS_ADMIN,
+                         "department": KS_TRANSPORT, "terminal": KS_TERMINAL,
+                         "auditor": KS_AUDITOR}
+_days = count()
+
+
+def new_day() -> str:
+    """A business day no other test uses (so clearing one closes nothing else)."""
+    return (date(2031, 1, 1) + timedelta(days=next(_days))).isoformat()
+
+
+def name(prefix: str = "n") -> str:
+    return f"{prefix}{secrets.token_hex(5)}"
+
+
+class Api:
+    """Calls the app as an identity; builds fixtures through the API."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        self._tokens: dict[Who, str] = {}
+
+    def token(self, who: Who) -> str:
+        if who not in self._tokens:
+            dept = who[2] if len(who) > 2 else None
+            self._tokens[who] = self.runtime.tokens.issue(who[0], who[1], dept)[1]
+        return self._tokens[who]
+
+    def headers(self, who: Who) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(who)}"}
+
+    def post(self, path: str, body: dict[str, Any] | None, who: Who) -> Response:
+        return self.client.post(path, json=body or {}, headers=self.headers(who))
+
+    def get(self, path: str, who: Who, **params: Any) -> Response:
+        return self.client.get(path, params=params, headers=self.headers(who))
+
+    def ok(self, path: str, body: dict[str, Any] | None, who: Who,
+           status: int = 201) -> dict[str, Any]:
+        r = self.post(path, body, who)
+        assert r.status_code == status, r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+    def sync(self) -> None:
+        """Wait until the read models hold everything committed so far."""
+        self.runtime.follower.wait_caught_up(timeout=10)
+
+    def height(self) -> int:
+        return self.runtime.gateway.node.height()
+
+    # --------------------------------------------------------------- builders
+    def department(self, who: Who = KS_ADMIN, code: str | None = None,
+                   duties: tuple[str, ...] = ("transport",)) -> str:
+        code = code or name("d")
+        self.ok("/api/departments", {"code": code, "name": f"Dept {code}",
+                                     "duties": list(duties)}, who)
+        return code
+
+    def identifier(self, kind: str = "person", who: Who = KS_TRANSPORT,
+                   scheme: str = "cn-id") -> str:
+        body = {"kind": kind, "category": "identity", "scheme": scheme,
+                "natural_key_hash": unique_hash()}
+        return str(self.ok("/api/identifiers", body, who)["result"]["id"])
+
+    def scheme(self, who: Who = KS_TRANSPORT, code_type: str = "transport",
+               commitment: bool = True) -> str:
+        body = {"application_name": name("app"), "code_type": code_type,
+                "scope": name("scope"), "data_sharing_commitment": commitment}
+        return str(self.ok("/api/code-schemes", body, who)["result"]["id"])
+
+    def batch(self, who: Who = KS_ADMIN, issuers: tuple[str, ...] = ("Shanghai",),
+              day: str | None = None, amount: int = 200
+              ) -> tuple[str, list[dict[str, Any]], str]:
+        """(batch id, records, business day); one record per issuer entry."""
+        day = day or new_day()
+        records = [card_record(name("r"), issuer, amount + i)
+                   for i, issuer in enumerate(issuers)]
+        out = self.ok("/api/card-batches", {"business_day": day,
+                                            "records": records}, who)
+        return str(out["result"]["id"]), records, day
+
+
+def problem(r: Response, status: int, field: str | None = None) -> dict[str, Any]:
+    """Assert an application/problem+json answer; returns its body."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status and body["detail"]
+    if field is not None:
+        assert body.get("field") == field, body
+    return body

@@ -1,0 +1,245 @@
+"""Projections: exactly once across a crash between the ledger commit and the
+view update, refusal of a second application, rebuild, block verification
+state, and the same results on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import CENTER, Clients, card_record, identifier_args, run_scenario
+
+from ledger.embedded import EmbeddedLedger, EmbeddedNode
+from ledger.protocol import CommittedEvent
+from projections import queries
+from projections.db import Database
+from projections.follower import (
+    Follower,
+    PositionConflict,
+    _advance,
+    ensure_schema,
+    read_positions,
+    rebuild,
+)
+from projections.queries import Where
+from projections.views import ALL_PROJECTIONS, EVENT_PROJECTIONS
+
+BATCH = 4
+KILL_AT = 3  # the follower dies inside its third batch's transaction
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from ledger.embedded import EmbeddedLedger, EmbeddedNode
+from projections.db import Database
+from projections.follower import Follower
+
+data_dir, target, marker, kill_at, batch = sys.argv[1:6]
+node = EmbeddedNode(data_dir, read_only=True)
+ledger = EmbeddedLedger(node, node.wallet.identity("Center", "auditor"))
+calls = []
+
+def before_commit():
+    calls.append(1)
+    if len(calls) == int(kill_at):  # views updated, position written, not committed
+        Path(marker).write_text("in the transaction")
+        time.sleep(120)
+
+Follower(ledger, Database(target), batch_size=int(batch),
+         before_commit=before_commit).catch_up()
+"""
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A closed ledger whose history touches every event family."""
+    data_dir = tmp_path_factory.mktemp("scenario") / "node"
+    node = EmbeddedNode(data_dir)
+    ids = Clients(node)
+    run_scenario(ids)
+    for i in range(6):
+        ids("Kunshan", "transport").submit("RegisterIdentifier",
+                                           identifier_args("place", f"poi{i}"))
+    ids("Taicang").submit("ReportTransactionBatch", {
+        "business_day": "2026-11-21",
+        "records": (recs := [card_record("x1", "Kunshan", 900)]),
+        "merkle_root": __import__("chaincode.merkle").merkle.merkle_root(recs)})
+    node.close()
+    yield data_dir
+
+
+def reader(node: EmbeddedNode) -> EmbeddedLedger:
+    return EmbeddedLedger(node, node.wallet.identity(CENTER, "auditor"))
+
+
+def dump(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every view row, in a stable order (positions' timestamps left out)."""
+    out = {}
+    for p in ALL_PROJECTIONS:
+        for table in p.tables:
+            rows = db.query(f"SELECT * FROM {table}")
+            out[table] = sorted(tuple(r.values()) for r in rows)
+    out["tracking"] = sorted((n, tuple(p)) for n, p in read_positions(db).items())
+    return out
+
+
+def reference(scenario: Path, tmp_path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with EmbeddedNode(scenario, read_only=True) as node:
+        db = Database(tmp_path / "reference.sqlite")
+        Follower(reader(node), db).catch_up()
+        try:
+            return dump(db)
+        finally:
+            db.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres",
+                                               marks=pytest.mark.postgres)])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_dsn"))
+    return str(tmp_path / "readmodel.sqlite")
+
+
+def test_restart_after_kill_is_exactly_once(scenario: Path, target: str,
+                                            tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(scenario), target, str(marker),
+         str(KILL_AT), str(BATCH)], cwd=Path(__file__).parents[2])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert child.poll() is None, "the follower ended before the crash point"
+            assert time.monotonic() < deadline, "the follower never got there"
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+    with EmbeddedNode(scenario, read_only=True) as node:
+        events: list[CommittedEvent] = list(node.events())
+        db = Database(target)
+        try:
+            # What survived is exactly the batches committed before the crash.
+            done = (KILL_AT - 1) * BATCH
+            positions = read_positions(db)
+            for p in EVENT_PROJECTIONS:
+                assert positions[p.name] == events[done - 1].position
+            registered = sum(e.type == "IdentifierRegistered" for e in events[:done])
+            assert db.query("SELECT COUNT(*) AS n FROM identifiers")[0]["n"] == (
+                registered)
+            # A new follower resumes there and ends equal to a clean projection.
+            applied = Follower(reader(node), db).catch_up()
+            assert applied == len(events) - done
+            assert dump(db) == reference(scenario, tmp_path)
+        finally:
+            db.close()
+
+
+def test_second_application_is_refused(scenario: Path, target: str,
+                                       tmp_path: Path) -> None:
+    with EmbeddedNode(scenario, read_only=True) as node:
+        db = Database(target)
+        try:
+            first, second = Follower(reader(node), db), Follower(reader(node), db)
+            first.catch_up()
+            # ``second`` still believes nothing is projected: its transaction is
+            # refused, it re-reads the positions and applies nothing twice.
+            assert second.apply(list(node.events())) == 0
+            assert dump(db) == reference(scenario, tmp_path)
+            with pytest.raises(PositionConflict), db.transaction() as cur:
+                cur.execute("DELETE FROM identifiers")
+                _advance(cur, "identifiers", (-1, -1, -1), (9, 9, 9))  # type: ignore
+            assert dump(db) == reference(scenario, tmp_path)  # rolled back
+        finally:
+            db.close()
+
+
+def test_rebuild_equals_live_projection(scenario: Path, tmp_path: Path) -> None:
+    with EmbeddedNode(scenario, read_only=True) as node:
+        db = Database(tmp_path / "rm.sqlite")
+        try:
+            Follower(reader(node), db).catch_up()
+            db.script("UPDATE identifiers SET status = 'tampered'")
+            result = rebuild(reader(node), db)
+            assert result["events"] == len(list(node.events()))
+            assert dump(db) == reference(scenario, tmp_path)
+        finally:
+            db.close()
+
+
+def test_blocks_view_records_failed_verification(scenario: Path,
+                                                 tmp_path: Path) -> None:
+    import shutil
+    import sqlite3
+
+    from api.gateway import Gateway
+
+    data_dir = tmp_path / "node"
+    shutil.copytree(scenario, data_dir)
+    with sqlite3.connect(data_dir / "ledger.sqlite") as conn:
+        sig = conn.execute("SELECT signature FROM blocks WHERE number = 3").fetchone()
+        conn.execute("UPDATE blocks SET signature = ? WHERE number = 3",
+                     (sig[0][:-4] + ("0000" if sig[0][-4:] != "0000" else "1111"),))
+    gateway = Gateway(EmbeddedNode(data_dir))
+    db = Database(tmp_path / "rm.sqlite")
+    try:
+        Follower(gateway.reader, db, verify_block=gateway.verify_block).catch_up()
+        rows = {r["number"]: r for r in db.query("SELECT * FROM blocks")}
+        assert len(rows) == gateway.reader.height()
+        assert rows[3]["verified"] == 0 and "signature" in rows[3]["verify_error"]
+        assert all(r["verified"] == 1 for n, r in rows.items() if n != 3)
+    finally:
+        db.close()
+        gateway.close()
+
+
+@pytest.mark.postgres
+def test_sqlite_and_postgres_agree(scenario: Path, pg_dsn: str,
+                                   tmp_path: Path) -> None:
+    with EmbeddedNode(scenario, read_only=True) as node:
+        lite, pg = Database(tmp_path / "rm.sqlite"), Database(pg_dsn)
+        try:
+            for db in (lite, pg):
+                rebuild(reader(node), db)
+            assert dump(lite) == dump(pg)
+            reads = [
+                lambda db: queries.dashboard(db, 30, 5),
+                lambda db: queries.identifiers(db, Where().eq("kind", "place"), 3, 1),
+                lambda db: queries.departments(db, Where().eq("city", "Kunshan"),
+                                               50, 0),
+                lambda db: queries.code_schemes(db, Where(), 50, 0),
+                lambda db: queries.card_batches(db, Where().cond(
+                    queries.INVOLVES_CITY, "Kunshan", "Kunshan"), 50, 0),
+                lambda db: queries.card_volumes(db, Where().cond(
+                    "business_day >= ?", "2026-11-19"), 50, 0),
+                lambda db: queries.clearing_runs(db, Where(), 50, 0),
+                lambda db: queries.clearing_run(db, "2026-11-19"),
+                lambda db: queries.blocks(db, Where().eq("verified", 1), 5, 0),
+            ]
+            for read in reads:
+                assert read(lite) == read(pg)
+            batch = lite.query("SELECT id FROM card_batches")[0]["id"]
+            assert queries.card_batch(lite, batch) == queries.card_batch(pg, batch)
+        finally:
+            lite.close()
+            pg.close()
+
+
+def test_schema_is_idempotent(tmp_path: Path) -> None:
+    db = Database(tmp_path / "rm.sqlite")
+    try:
+        ensure_schema(db)
+        ensure_schema(db)
+        assert set(read_positions(db)) == {p.name for p in ALL_PROJECTIONS}
+    finally:
+        db.close()
