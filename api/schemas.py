@@ -78,9 +78,9 @@ class ProjectionStatus(BaseModel):
     @classmethod
     def of(cls, s: FollowerStatus) -> ProjectionStatus:
         projected = s.positions["blocks"].block
-        return cls(running=s.running, ledger_height=s.ledger_height,
-                   projected_block=projected,
-                   behind_blocks=max(0, s.ledger_height - 1 - projected),
-                   positions={k: tuple(v) for k, v in s.positions.items()},
-                   last_applied_at=s.last_applied_at, last_lag_ms=s.last_lag_ms,
-                   error=s.error)
+        return cls.model_validate({
+            "running": s.running, "ledger_height": s.ledger_height,
+            "projected_block": projected,
+            "behind_blocks": max(0, s.ledger_height - 1 - projected),
+            "positions": s.positions, "last_applied_at": s.last_applied_at,
+            "last_lag_ms": s.last_lag_ms, "error": s.error})

@@ -157,7 +157,7 @@ class Session:
             raise NotFound(f"{what} {aggregate_id} does not exist", field=field)
         agg: Any = self.repository.get(aggregate_id)
         if not isinstance(agg, cls):
-            raise NotFound(f"{aggregate_id} is not a {what}", field=field)
+            raise NotFound(f"{aggregate_id} is not the id of a {what}", field=field)
         return agg
 
     def save(self, *aggregates: Aggregate) -> None:

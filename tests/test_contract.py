@@ -65,7 +65,6 @@ ALLOWED: dict[str, frozenset[Role]] = {
 }
 
 
-
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One world for the rejection tests (none of them may change it)."""

@@ -112,7 +112,8 @@ def test_clearing_positions_net_to_zero(clearing: Clients,
     expected = dict.fromkeys(CITIES, 0)
     counted = excluded = gross = 0
     for b, (acquirer, rows) in enumerate(batches):
-        records, disputed = [], {}
+        records: list[dict[str, Any]] = []
+        disputed: dict[str, list[str]] = {}
         for i, (offset, amount, is_disputed) in enumerate(rows):
             issuer = CITIES[(CITIES.index(acquirer) + offset) % len(CITIES)]
             rec = record(f"e{n}-{b}-{i}", issuer, amount)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from helpers import (
+    ALL_IDENTITIES,
     CENTER,
     CITIES,
     DAY,
@@ -37,7 +38,7 @@ from ledger.embedded import (
     EmbeddedNode,
     data_hash,
 )
-from ledger.msp import parse_certificate
+from ledger.msp import MembershipError, parse_certificate
 from ledger.protocol import (
     CommitError,
     CommittedEvent,
@@ -61,10 +62,35 @@ def _tx(node: EmbeddedNode, receipt: Receipt) -> dict[str, Any]:
     return found[0]
 
 
+# ---------------------------------------------------------------- membership
+def test_wallet_holds_every_identity(node: EmbeddedNode) -> None:
+    roles = {"admin": "city_admin", "transport": "department",
+             "health": "department", "terminal": "terminal", "auditor": "auditor"}
+    for org, user in ALL_IDENTITIES:
+        identity = node.wallet.identity(org, user)
+        subject = identity.subject
+        assert (subject["org"], subject["name"]) == (org, user)
+        expected = {"admin": "center_admin", "auditor": "auditor",
+                    "node": "auditor"}[user] if org == CENTER else roles[user]
+        assert subject["role"] == expected
+        assert subject.get("department") == (user if expected == "department"
+                                             else None)
+        assert identity.msp_id == f"{org}MSP"
+        # the certificate chains to the root in the genesis block
+        assert node.membership.public_key_of(identity.creator) == \
+            _public_key(identity.certificate)
+    with pytest.raises(MembershipError, match="known: admin, auditor"):
+        node.wallet.identity("Kunshan", "mayor")
+    with pytest.raises(MembershipError, match="unknown organisation"):
+        node.wallet.identity("Beijing", "admin")
+
+
 # ----------------------------------------------------------- blocks and txs
 def test_blocks_link_sign_and_carry_their_transactions(store_target: StoreTarget
                                                        ) -> None:
     with store_target.open() as node:
+        sqlite_file = store_target.data_dir / "ledger.sqlite"
+        assert sqlite_file.exists() == (store_target.dsn is None)
         ids = Clients(node)
         receipts = run_scenario(ids)
         height = node.height()

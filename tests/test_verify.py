@@ -43,8 +43,7 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
-    node = EmbeddedNode(tmp_path_factory.mktemp("verify") / "ledger",
-                        block_timeout=0.05)
+    node = EmbeddedNode(tmp_path_factory.mktemp("verify") / "ledger")
     try:
         yield _build(node)
     finally:
@@ -61,7 +60,7 @@ def _build(node: EmbeddedNode) -> Chain:
     obj, obj2, place, org = (r.result["id"] for r in made)
     ks.submit("LinkIdentifier", {"identifier_id": obj2, "target_id": place,
                                  "relation": "attached"})
-    # Block B: handed to the committer together (it waits 50 ms for more).
+    # Block B: the committer waits for exactly these four transactions.
     calls = [
         (ks, "LinkIdentifier", {"identifier_id": obj, "target_id": place,
                                 "relation": "attached"}),
@@ -71,9 +70,14 @@ def _build(node: EmbeddedNode) -> Chain:
         (ka, "LinkIdentifier", {"identifier_id": obj2, "target_id": org,
                                 "relation": "organisation"}),  # two events
     ]
-    futures = [node.submit(*client._proposal(function, args))
-               for client, function, args in calls]
-    receipts = [f.result(timeout=10) for f in futures]
+    defaults = node.block_max_txs, node.block_timeout
+    node.block_max_txs, node.block_timeout = len(calls), 30.0
+    try:
+        futures = [node.submit(*client._proposal(function, args))
+                   for client, function, args in calls]
+        receipts = [f.result(timeout=30) for f in futures]
+    finally:
+        node.block_max_txs, node.block_timeout = defaults
     assert [r.status for r in receipts] == [VALID, MVCC_READ_CONFLICT, VALID, VALID]
     assert len({r.block_number for r in receipts}) == 1, "B must be one block"
     assert len(receipts[-1].events) == 2

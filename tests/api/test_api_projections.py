@@ -5,7 +5,9 @@ state, and the same results on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,8 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CENTER, Clients, card_record, identifier_args, run_scenario
+from helpers import (
+    CENTER,
+    Clients,
+    batch_args,
+    card_record,
+    identifier_args,
+    run_scenario,
+)
 
+from api.gateway import Gateway
 from ledger.embedded import EmbeddedLedger, EmbeddedNode
 from ledger.protocol import CommittedEvent
 from projections import queries
@@ -37,6 +47,7 @@ KILL_AT = 3  # the follower dies inside its third batch's transaction
 CHILD = """
 import sys, time
 from pathlib import Path
+from api.gateway import Gateway
 from ledger.embedded import EmbeddedLedger, EmbeddedNode
 from projections.db import Database
 from projections.follower import Follower
@@ -67,10 +78,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for i in range(6):
         ids("Kunshan", "transport").submit("RegisterIdentifier",
                                            identifier_args("place", f"poi{i}"))
-    ids("Taicang").submit("ReportTransactionBatch", {
-        "business_day": "2026-11-21",
-        "records": (recs := [card_record("x1", "Kunshan", 900)]),
-        "merkle_root": __import__("chaincode.merkle").merkle.merkle_root(recs)})
+    ids("Taicang").submit("ReportTransactionBatch", batch_args(
+        [card_record("x1", "Kunshan", 900)], "2026-11-21"))
     node.close()
     yield data_dir
 
@@ -179,11 +188,6 @@ def test_rebuild_equals_live_projection(scenario: Path, tmp_path: Path) -> None:
 
 def test_blocks_view_records_failed_verification(scenario: Path,
                                                  tmp_path: Path) -> None:
-    import shutil
-    import sqlite3
-
-    from api.gateway import Gateway
-
     data_dir = tmp_path / "node"
     shutil.copytree(scenario, data_dir)
     with sqlite3.connect(data_dir / "ledger.sqlite") as conn:

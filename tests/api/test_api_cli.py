@@ -1,0 +1,136 @@
+"""The CLI around the API: ``serve`` (embedded default, PostgreSQL read models,
+the Fabric flag), ``projections rebuild|status``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import Clients, run_scenario
+
+from ledger.embedded import EmbeddedNode
+
+ROOT = Path(__file__).parents[2]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve",
+                             "--data-dir", str(data_dir), "--port", str(port),
+                             *extra], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "serve did not come up"
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    # uvicorn shuts down cleanly, then re-raises the signal it caught
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err, err
+    return out + err
+
+
+def token(data_dir: Path, *args: str) -> str:
+    out = cli("token", "issue", "--data-dir", str(data_dir), *args)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_serve_embedded_default(tmp_path: Path) -> None:
+    data_dir = tmp_path / "node"
+    proc, url = serve(data_dir)
+    try:
+        assert httpx.get(f"{url}/docs").status_code == 200
+        assert (data_dir / "readmodel.sqlite").exists()
+        auth = {"Authorization": "Bearer " + token(data_dir, "--city", "Kunshan",
+                                                   "--role", "city_admin")}
+        r = httpx.post(f"{url}/api/departments", headers=auth, json={
+            "code": "transport", "name": "Transport", "duties": ["transport"]})
+        assert r.status_code == 201, r.text
+        for _ in range(100):
+            if httpx.get(f"{url}/api/departments", headers=auth).json()["total"]:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the department never reached the read model")
+        again = cli("serve", "--data-dir", str(data_dir), "--port",
+                    str(free_port()))
+        assert again.returncode == 2 and "in use" in again.stderr
+    finally:
+        stop(proc)
+
+
+def test_serve_fabric_is_unavailable(tmp_path: Path) -> None:
+    out = cli("serve", "--ledger", "fabric", "--data-dir", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "Fabric ledger is not available" in (
+        out.stderr)
+
+
+@pytest.mark.postgres
+def test_serve_with_postgres_read_models(tmp_path: Path, pg_dsn: str) -> None:
+    data_dir = tmp_path / "node"
+    proc, url = serve(data_dir, "--database", pg_dsn)
+    try:
+        assert not (data_dir / "readmodel.sqlite").exists()
+        auth = {"Authorization": "Bearer " + token(data_dir, "--city", "Center",
+                                                   "--role", "center_admin")}
+        r = httpx.post(f"{url}/api/clearing-runs", headers=auth,
+                       json={"business_day": "2030-01-01"})
+        assert r.status_code == 201, r.text
+        for _ in range(100):
+            if httpx.get(f"{url}/api/clearing-runs", headers=auth).json()["total"]:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the run never reached the PostgreSQL read model")
+    finally:
+        stop(proc)
+
+
+def test_projections_rebuild_and_status(tmp_path: Path) -> None:
+    data_dir = tmp_path / "node"
+    with EmbeddedNode(data_dir) as node:
+        run_scenario(Clients(node))
+        events, height = len(list(node.events())), node.height()
+        busy = cli("projections", "rebuild", "--data-dir", str(data_dir))
+        assert busy.returncode == 2 and "in use" in busy.stderr
+    out = cli("projections", "rebuild", "--data-dir", str(data_dir))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert (result["events"], result["blocks"]) == (events, height)
+    status = json.loads(cli("projections", "status", "--data-dir",
+                            str(data_dir)).stdout)
+    assert status["ledger_height"] == height
+    assert status["positions"]["blocks"][0] == height - 1
+    missing = cli("projections", "rebuild", "--data-dir", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no ledger" in missing.stderr
