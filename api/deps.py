@@ -3,24 +3,37 @@ identity, role requirements, city scoping and pagination.
 
 ``Runtime`` is built once per app (in its lifespan) and holds the gateway, the
 read-model database, the token service and the projection follower.
+
+Handlers are ``async`` and do no blocking work on the event loop: ledger
+submissions and read-model queries go to a worker thread, one hop per request
+(``submit`` and ``Reads``). FastAPI would otherwise spend a thread hop on every
+sync dependency, every sync handler and the response validation of a sync
+handler; the dependencies here are pure CPU (the token check included: its
+revocation list is kept in memory and refreshed by the token service).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.gateway import Gateway
 from api.problems import Problem
+from api.schemas import CommandResult
 from api.settings import Settings
 from api.tokens import Principal, TokenError, TokenService
 from chaincode.identity import Role
 from projections.db import Database
 from projections.follower import Follower
+from projections.queries import DashboardCache
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass
@@ -30,6 +43,7 @@ class Runtime:
     db: Database
     tokens: TokenService
     follower: Follower
+    dashboard: DashboardCache = field(default_factory=DashboardCache)
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -41,11 +55,13 @@ class Runtime:
         except BaseException:
             gateway.close()
             raise
+        tokens.watch_revocations()
         if settings.follow:
             follower.start()
         return cls(settings, gateway, db, tokens, follower)
 
     def close(self) -> None:
+        self.tokens.stop_watching()
         self.follower.stop()
         self.gateway.close()
         self.db.close()
@@ -63,17 +79,39 @@ async def _gateway(runtime: RuntimeDep) -> Gateway:
     return runtime.gateway
 
 
-async def _db(runtime: RuntimeDep) -> Database:
-    return runtime.db
+class Reads:
+    """Runs read-model queries in a worker thread: ``await read(fn, *args)``
+    calls ``fn(db, *args)``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        return await run_in_threadpool(fn, self.db, *args)
+
+
+async def _reads(runtime: RuntimeDep) -> Reads:
+    return Reads(runtime.db)
 
 
 LedgerDep = Annotated[Gateway, Depends(_gateway)]
-ReadDB = Annotated[Database, Depends(_db)]
+ReadDB = Annotated[Reads, Depends(_reads)]
+
+
+async def blocking(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a blocking call (the ledger, a verification) in a worker thread."""
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+async def submit(gateway: Gateway, p: Principal, function: str,
+                 args: dict[str, Any]) -> CommandResult:
+    """Submit a command as the caller (role check first); its receipt."""
+    return CommandResult.of(await blocking(gateway.submit, p, function, args))
 _bearer = HTTPBearer(auto_error=False, description="a token from "
                      "`cityunion token issue`")
 
 
-def _current_identity(
+async def _current_identity(
         runtime: RuntimeDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None,
                                Depends(_bearer)]) -> Principal:
@@ -90,7 +128,7 @@ def require(*roles: Role) -> Callable[..., Any]:
     """A dependency that admits only the given roles (403 otherwise)."""
     accepted = ", ".join(r.value for r in roles)
 
-    def check(p: CurrentIdentity) -> Principal:
+    async def check(p: CurrentIdentity) -> Principal:
         if p.role not in roles:
             raise Problem(403, "forbidden-role", f"this needs one of the roles "
                           f"{accepted}; this token's role is {p.role.value}",

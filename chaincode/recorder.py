@@ -80,14 +80,14 @@ class StubRecorder(AggregateRecorder):
                 raise IntegrityError(f"version {ev.originator_version} of {oid} exists")
             kind = ev.topic.rsplit(":", 1)[-1].split(".")[0]
             heads[oid] = (head[0] if head else kind, ev.originator_version)
-            body = {"topic": ev.topic, "state": ev.state.decode("utf-8")}
-            self.stub.put_state(
-                _event_key(oid, ev.originator_version),
-                json.dumps(body, ensure_ascii=False).encode(),
-            )
+            # {"state": <the transcoder's JSON, spliced in>, "topic": "..."}:
+            # readable for auditors, and no second encoding on the hot path.
+            self.stub.put_state(_event_key(oid, ev.originator_version),
+                                b'{"state":' + ev.state + b',"topic":'
+                                + json.dumps(ev.topic).encode() + b"}")
             self.inserted.append(ev)
         for oid, (kind, version) in heads.items():
-            head_value = json.dumps({"type": kind, "version": version}).encode()
+            head_value = f'{{"type":"{kind}","version":{version}}}'.encode()
             self.stub.put_state(_head_key(oid), head_value)
         return None
 
@@ -118,11 +118,10 @@ class StubRecorder(AggregateRecorder):
                 continue
             if lte is not None and version > lte:
                 continue
-            body = json.loads(value)
-            found.append(
-                StoredEvent(originator_id, version, body["topic"],
-                            body["state"].encode("utf-8"))
-            )
+            cut = value.rindex(b',"topic":')
+            found.append(StoredEvent(originator_id, version,
+                                     json.loads(value[cut + 9:-1]),
+                                     value[9:cut]))
         if desc:
             found.reverse()
         return found[:limit] if limit is not None else found
@@ -157,7 +156,8 @@ class Session:
             raise NotFound(f"{what} {aggregate_id} does not exist", field=field)
         agg: Any = self.repository.get(aggregate_id)
         if not isinstance(agg, cls):
-            raise NotFound(f"{aggregate_id} is not the id of a {what}", field=field)
+            article = "an" if what[0] in "aeiou" else "a"
+            raise NotFound(f"{aggregate_id} is not {article} {what}", field=field)
         return agg
 
     def save(self, *aggregates: Aggregate) -> None:

@@ -5,6 +5,7 @@ ledger. Each returns plain rows (dicts); the API maps them to response models.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,8 @@ def page(db: Database, source: str, where: Where, order: str, limit: int,
 
 # ----------------------------------------------------------------- identifiers
 def identifiers(db: Database, where: Where, limit: int, offset: int) -> Page:
-    return page(db, "identifiers", where, "registered_at DESC, id", limit, offset)
+    return page(db, "identifiers", where, "registered_at DESC, id DESC", limit,
+                offset)
 
 
 def identifier(db: Database, identifier_id: str) -> Row | None:
@@ -94,7 +96,8 @@ def _scheme(row: Row) -> Row:
 
 
 def code_schemes(db: Database, where: Where, limit: int, offset: int) -> Page:
-    result = page(db, "code_schemes", where, "applied_at DESC, id", limit, offset)
+    result = page(db, "code_schemes", where, "applied_at DESC, id DESC", limit,
+                  offset)
     return Page([_scheme(r) for r in result.items], result.total, limit, offset)
 
 
@@ -182,3 +185,29 @@ def dashboard(db: Database, days: int = 30, latest_blocks: int = 10) -> Row:
         "latest_blocks": db.query(
             "SELECT * FROM blocks ORDER BY number DESC LIMIT ?", (latest_blocks,)),
     }
+
+
+class DashboardCache:
+    """The dashboard's rows, recomputed only when a projection has moved: its
+    aggregates cost far more than reading the positions, and leaders' screens
+    poll it."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._entries: dict[tuple[int, int], tuple[list[Row], Row]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, db: Database, days: int = 30, latest_blocks: int = 10) -> Row:
+        positions = db.query("SELECT name, block, tx, event FROM "
+                             "projection_tracking ORDER BY name")
+        key = (days, latest_blocks)
+        with self._lock:
+            found = self._entries.get(key)
+        if found is not None and found[0] == positions:
+            return found[1]
+        rows = dashboard(db, days, latest_blocks)
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[key] = (positions, rows)
+        return rows

@@ -73,6 +73,7 @@ class Identifiers(Projection):
         registered_by TEXT NOT NULL, registered_at TEXT NOT NULL,
         revoked_reason TEXT, updated_at TEXT NOT NULL, version INTEGER NOT NULL);
     CREATE INDEX IF NOT EXISTS identifiers_city ON identifiers (city, kind);
+    CREATE INDEX IF NOT EXISTS identifiers_newest ON identifiers (registered_at, id);
     CREATE TABLE IF NOT EXISTS identifier_links (
         identifier_id TEXT NOT NULL, target_id TEXT NOT NULL, relation TEXT NOT NULL,
         linked_by TEXT NOT NULL, linked_at TEXT NOT NULL,
@@ -134,7 +135,8 @@ class CodeSchemes(Projection):
         check_duty INTEGER, check_duplicate INTEGER, check_sharing INTEGER,
         applied_by TEXT NOT NULL, applied_at TEXT NOT NULL, decided_by TEXT,
         decided_at TEXT, reason TEXT, version INTEGER NOT NULL);
-    CREATE INDEX IF NOT EXISTS code_schemes_city ON code_schemes (city, status)
+    CREATE INDEX IF NOT EXISTS code_schemes_city ON code_schemes (city, status);
+    CREATE INDEX IF NOT EXISTS code_schemes_newest ON code_schemes (applied_at, id)
     """
 
     @on("DepartmentRegistered")

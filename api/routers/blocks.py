@@ -30,17 +30,17 @@ class BlockOut(BaseModel):
 
 
 @router.get("")
-def list_blocks(_: CurrentIdentity, db: ReadDB, page: PageDep,
-                verified: bool | None = None) -> Page[BlockOut]:
+async def list_blocks(_: CurrentIdentity, read: ReadDB, page: PageDep,
+                      verified: bool | None = None) -> Page[BlockOut]:
     """Blocks, newest first; ``verified=false`` lists the ones that failed."""
     where = Where().eq("verified", None if verified is None else int(verified))
-    return Page[BlockOut].of(queries.blocks(db, where, page.limit, page.offset))
+    return Page[BlockOut].of(await read(queries.blocks, where, page.limit, page.offset))
 
 
 @router.get("/{number}")
-def get_block(number: Annotated[int, Path(ge=0)], _: CurrentIdentity,
-              db: ReadDB) -> BlockOut:
-    row = queries.block(db, number)
+async def get_block(number: Annotated[int, Path(ge=0)], _: CurrentIdentity,
+                    read: ReadDB) -> BlockOut:
+    row = await read(queries.block, number)
     if row is None:
         raise not_found("block", number, "number")
     return BlockOut.model_validate(row)

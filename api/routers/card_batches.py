@@ -10,7 +10,15 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentIdentity, LedgerDep, PageDep, ReadDB, not_found, scope_city
+from api.deps import (
+    CurrentIdentity,
+    LedgerDep,
+    PageDep,
+    ReadDB,
+    not_found,
+    scope_city,
+    submit,
+)
 from api.problems import RESPONSES, Problem
 from api.schemas import CommandResult, Page, Request
 from chaincode.contract import MAX_BATCH_RECORDS, CardRecord, Day, Hash, Name, Text
@@ -68,38 +76,38 @@ class CardBatchDetail(CardBatchOut):
 
 
 @router.post("", status_code=201)
-def report_batch(body: CardBatchCreate, p: CurrentIdentity,
-                 gateway: LedgerDep) -> CommandResult:
+async def report_batch(body: CardBatchCreate, p: CurrentIdentity,
+                       gateway: LedgerDep) -> CommandResult:
     """ReportTransactionBatch (city admin, terminal of the acquirer city)."""
     records = [r.model_dump() for r in body.records]
     root = body.merkle_root or merkle_root(records)
-    return CommandResult.of(gateway.submit(p, "ReportTransactionBatch", {
+    return await submit(gateway, p, "ReportTransactionBatch", {
         "business_day": body.business_day, "records": records,
-        "merkle_root": root}))
+        "merkle_root": root})
 
 
 @router.post("/{batch_id}/confirm")
-def confirm_batch(batch_id: UUID, body: ConfirmRequest, p: CurrentIdentity,
-                  gateway: LedgerDep) -> CommandResult:
+async def confirm_batch(batch_id: UUID, body: ConfirmRequest, p: CurrentIdentity,
+                        gateway: LedgerDep) -> CommandResult:
     """ConfirmTransactions (issuer city admin) before the day is cleared."""
-    return CommandResult.of(gateway.submit(p, "ConfirmTransactions", {
-        "batch_id": str(batch_id), "record_ids": body.record_ids}))
+    return await submit(gateway, p, "ConfirmTransactions", {
+        "batch_id": str(batch_id), "record_ids": body.record_ids})
 
 
 @router.post("/{batch_id}/dispute")
-def dispute_batch(batch_id: UUID, body: DisputeRequest, p: CurrentIdentity,
-                  gateway: LedgerDep) -> CommandResult:
+async def dispute_batch(batch_id: UUID, body: DisputeRequest, p: CurrentIdentity,
+                        gateway: LedgerDep) -> CommandResult:
     """DisputeTransactions (issuer city admin): disputed records are excluded
     from clearing."""
-    return CommandResult.of(gateway.submit(p, "DisputeTransactions", {
-        "batch_id": str(batch_id), **body.model_dump(mode="json")}))
+    return await submit(gateway, p, "DisputeTransactions", {
+        "batch_id": str(batch_id), **body.model_dump(mode="json")})
 
 
 @router.get("")
-def list_batches(p: CurrentIdentity, db: ReadDB, page: PageDep,
-                 business_day: Day | None = None,
-                 acquirer_city: Name | None = None,
-                 city: Name | None = None) -> Page[CardBatchOut]:
+async def list_batches(p: CurrentIdentity, read: ReadDB, page: PageDep,
+                       business_day: Day | None = None,
+                       acquirer_city: Name | None = None,
+                       city: Name | None = None) -> Page[CardBatchOut]:
     """Batches, newest business day first; ``city`` matches the acquirer or an
     issuer. Non-center roles see batches that involve their city only."""
     involved = scope_city(p, city)
@@ -107,13 +115,14 @@ def list_batches(p: CurrentIdentity, db: ReadDB, page: PageDep,
              .eq("acquirer_city", acquirer_city)
              .cond(INVOLVES_CITY, involved, involved))
     return Page[CardBatchOut].of(
-        queries.card_batches(db, where, page.limit, page.offset))
+        await read(queries.card_batches, where, page.limit, page.offset))
 
 
 @router.get("/{batch_id}")
-def get_batch(batch_id: UUID, p: CurrentIdentity, db: ReadDB) -> CardBatchDetail:
+async def get_batch(batch_id: UUID, p: CurrentIdentity,
+                    read: ReadDB) -> CardBatchDetail:
     """One batch with record counts and amounts per issuer city and status."""
-    row = queries.card_batch(db, str(batch_id))
+    row = await read(queries.card_batch, str(batch_id))
     if row is None:
         raise not_found("card batch", batch_id, "batch_id")
     cities = {row["acquirer_city"], *(i["issuer_city"] for i in row["issuers"])}

@@ -31,11 +31,12 @@ class CardVolumeOut(BaseModel):
 
 
 @router.get("")
-def list_volumes(p: CurrentIdentity, db: ReadDB, page: PageDep,
-                 day_from: Annotated[Day | None, Query(alias="from")] = None,
-                 day_to: Annotated[Day | None, Query(alias="to")] = None,
-                 acquirer_city: Name | None = None, issuer_city: Name | None = None,
-                 city: Name | None = None) -> Page[CardVolumeOut]:
+async def list_volumes(p: CurrentIdentity, read: ReadDB, page: PageDep,
+                       day_from: Annotated[Day | None, Query(alias="from")] = None,
+                       day_to: Annotated[Day | None, Query(alias="to")] = None,
+                       acquirer_city: Name | None = None,
+                       issuer_city: Name | None = None,
+                       city: Name | None = None) -> Page[CardVolumeOut]:
     """Volumes for business days ``from..to`` (inclusive); ``city`` matches
     either side. Non-center roles see pairs that involve their city only."""
     involved = scope_city(p, city)
@@ -44,4 +45,4 @@ def list_volumes(p: CurrentIdentity, db: ReadDB, page: PageDep,
              .eq("issuer_city", issuer_city)
              .cond("(acquirer_city = ? OR issuer_city = ?)", involved, involved))
     return Page[CardVolumeOut].of(
-        queries.card_volumes(db, where, page.limit, page.offset))
+        await read(queries.card_volumes, where, page.limit, page.offset))

@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.deps import CurrentIdentity, LedgerDep, PageDep, ReadDB, not_found
+from api.deps import CurrentIdentity, LedgerDep, PageDep, ReadDB, not_found, submit
 from api.problems import RESPONSES
 from api.schemas import CommandResult, Page, Request
 from chaincode.contract import Day
@@ -46,30 +46,31 @@ class ClearingRunDetail(ClearingRunOut):
 
 
 @router.post("", status_code=201)
-def run_clearing(body: ClearingRunCreate, p: CurrentIdentity,
-                 gateway: LedgerDep) -> CommandResult:
+async def run_clearing(body: ClearingRunCreate, p: CurrentIdentity,
+                       gateway: LedgerDep) -> CommandResult:
     """RunClearing (center admin): nets every non-disputed record of the day;
     the day is closed afterwards."""
-    return CommandResult.of(gateway.submit(p, "RunClearing",
-                                           body.model_dump(mode="json")))
+    return await submit(gateway, p, "RunClearing",
+                                           body.model_dump(mode="json"))
 
 
 @router.get("")
-def list_runs(_: CurrentIdentity, db: ReadDB, page: PageDep,
-              day_from: Annotated[Day | None, Query(alias="from")] = None,
-              day_to: Annotated[Day | None, Query(alias="to")] = None,
-              ) -> Page[ClearingRunOut]:
+async def list_runs(_: CurrentIdentity, read: ReadDB, page: PageDep,
+                    day_from: Annotated[Day | None, Query(alias="from")] = None,
+                    day_to: Annotated[Day | None, Query(alias="to")] = None,
+                    ) -> Page[ClearingRunOut]:
     """Clearing runs, newest first (every member sees the consortium's runs)."""
     where = (Where().cond("business_day >= ?", day_from)
              .cond("business_day <= ?", day_to))
     return Page[ClearingRunOut].of(
-        queries.clearing_runs(db, where, page.limit, page.offset))
+        await read(queries.clearing_runs, where, page.limit, page.offset))
 
 
 @router.get("/{business_day}")
-def get_run(business_day: Day, _: CurrentIdentity, db: ReadDB) -> ClearingRunDetail:
+async def get_run(business_day: Day, _: CurrentIdentity,
+                  read: ReadDB) -> ClearingRunDetail:
     """One day's run with each city's net position (they sum to zero)."""
-    row = queries.clearing_run(db, business_day)
+    row = await read(queries.clearing_run, business_day)
     if row is None:
         raise not_found("clearing run for", business_day, "business_day")
     return ClearingRunDetail.model_validate(row)

@@ -10,13 +10,22 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import CurrentIdentity, LedgerDep, PageDep, ReadDB, not_found, scope_city
+from api.deps import (
+    CurrentIdentity,
+    LedgerDep,
+    PageDep,
+    ReadDB,
+    not_found,
+    scope_city,
+    submit,
+)
 from api.problems import RESPONSES
 from api.schemas import CommandResult, Page, Request
 from chaincode.contract import CodeType, Name, Text
 from projections import queries
 from projections.queries import Where
 
+SchemeStatus = Literal["applied", "approved", "rejected"]
 router = APIRouter(prefix="/api/code-schemes", tags=["code schemes"],
                    responses=RESPONSES)
 
@@ -57,46 +66,46 @@ class CodeSchemeOut(BaseModel):
 
 
 @router.post("", status_code=201)
-def apply_code_scheme(body: CodeSchemeCreate, p: CurrentIdentity,
-                      gateway: LedgerDep) -> CommandResult:
+async def apply_code_scheme(body: CodeSchemeCreate, p: CurrentIdentity,
+                            gateway: LedgerDep) -> CommandResult:
     """ApplyCodeScheme (department): the caller's registered department applies."""
-    return CommandResult.of(gateway.submit(p, "ApplyCodeScheme",
-                                           body.model_dump(mode="json")))
+    return await submit(gateway, p, "ApplyCodeScheme",
+                                           body.model_dump(mode="json"))
 
 
 @router.post("/{scheme_id}/approve")
-def approve_code_scheme(scheme_id: UUID, p: CurrentIdentity,
-                        gateway: LedgerDep) -> CommandResult:
+async def approve_code_scheme(scheme_id: UUID, p: CurrentIdentity,
+                              gateway: LedgerDep) -> CommandResult:
     """ApproveCodeScheme (the scheme city's admin or the center); refused with
     409 if a check fails."""
-    return CommandResult.of(gateway.submit(p, "ApproveCodeScheme",
-                                           {"scheme_id": str(scheme_id)}))
+    return await submit(gateway, p, "ApproveCodeScheme",
+                                           {"scheme_id": str(scheme_id)})
 
 
 @router.post("/{scheme_id}/reject")
-def reject_code_scheme(scheme_id: UUID, body: RejectRequest, p: CurrentIdentity,
-                       gateway: LedgerDep) -> CommandResult:
+async def reject_code_scheme(scheme_id: UUID, body: RejectRequest, p: CurrentIdentity,
+                             gateway: LedgerDep) -> CommandResult:
     """RejectCodeScheme (the scheme city's admin or the center)."""
-    return CommandResult.of(gateway.submit(p, "RejectCodeScheme", {
-        "scheme_id": str(scheme_id), "reason": body.reason}))
+    return await submit(gateway, p, "RejectCodeScheme", {
+        "scheme_id": str(scheme_id), "reason": body.reason})
 
 
 @router.get("")
-def list_code_schemes(p: CurrentIdentity, db: ReadDB, page: PageDep,
-                      city: Name | None = None, department: Name | None = None,
-                      status: Literal["applied", "approved", "rejected"] | None = None,
-                      code_type: CodeType | None = None) -> Page[CodeSchemeOut]:
+async def list_code_schemes(p: CurrentIdentity, read: ReadDB, page: PageDep,
+                            city: Name | None = None, department: Name | None = None,
+                            status: SchemeStatus | None = None,
+                            code_type: CodeType | None = None) -> Page[CodeSchemeOut]:
     """Code schemes, newest first."""
     where = (Where().eq("city", scope_city(p, city)).eq("department", department)
              .eq("status", status).eq("code_type", code_type))
     return Page[CodeSchemeOut].of(
-        queries.code_schemes(db, where, page.limit, page.offset))
+        await read(queries.code_schemes, where, page.limit, page.offset))
 
 
 @router.get("/{scheme_id}")
-def get_code_scheme(scheme_id: UUID, p: CurrentIdentity,
-                    db: ReadDB) -> CodeSchemeOut:
-    row = queries.code_scheme(db, str(scheme_id))
+async def get_code_scheme(scheme_id: UUID, p: CurrentIdentity,
+                          read: ReadDB) -> CodeSchemeOut:
+    row = await read(queries.code_scheme, str(scheme_id))
     if row is None:
         raise not_found("code scheme", scheme_id, "scheme_id")
     scope_city(p, row["city"], "scheme_id")

@@ -14,7 +14,6 @@ from api.problems import RESPONSES
 from api.routers.blocks import BlockOut
 from api.routers.clearing_runs import ClearingRunDetail
 from api.schemas import ProjectionStatus
-from projections import queries
 
 router = APIRouter(prefix="/api/dashboard", tags=["dashboard"], responses=RESPONSES)
 
@@ -63,14 +62,14 @@ class DashboardSummary(BaseModel):
 
 
 @router.get("/summary")
-def summary(_: Leader, db: ReadDB, runtime: RuntimeDep,
-            days: Annotated[int, Query(ge=1, le=366)] = 30,
-            blocks: Annotated[int, Query(ge=1, le=100)] = 10) -> DashboardSummary:
+async def summary(_: Leader, read: ReadDB, runtime: RuntimeDep,
+                  days: Annotated[int, Query(ge=1, le=366)] = 30,
+                  blocks: Annotated[int, Query(ge=1, le=100)] = 10) -> DashboardSummary:
     """Cross-city volume per business day (latest ``days``), flows between city
     pairs, net clearing positions, code schemes by status, identifiers by kind,
     the latest ``blocks`` blocks with their verification state, and the
     projection lag. For center admins, auditors and city admins."""
-    data = queries.dashboard(db, days, blocks)
+    data = await read(runtime.dashboard, days, blocks)
     return DashboardSummary.model_validate({
         **data, "generated_at": datetime.now(UTC),
         "projection": ProjectionStatus.of(runtime.follower.status())})

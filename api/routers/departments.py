@@ -9,7 +9,15 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentIdentity, LedgerDep, PageDep, ReadDB, not_found, scope_city
+from api.deps import (
+    CurrentIdentity,
+    LedgerDep,
+    PageDep,
+    ReadDB,
+    not_found,
+    scope_city,
+    submit,
+)
 from api.problems import RESPONSES
 from api.schemas import CommandResult, Page, Request
 from chaincode.contract import CodeType, Name, Text
@@ -37,26 +45,26 @@ class DepartmentOut(BaseModel):
 
 
 @router.post("", status_code=201)
-def register_department(body: DepartmentCreate, p: CurrentIdentity,
-                        gateway: LedgerDep) -> CommandResult:
+async def register_department(body: DepartmentCreate, p: CurrentIdentity,
+                              gateway: LedgerDep) -> CommandResult:
     """RegisterDepartment (city admin), in the admin's own city."""
-    return CommandResult.of(gateway.submit(p, "RegisterDepartment",
-                                           body.model_dump(mode="json")))
+    return await submit(gateway, p, "RegisterDepartment",
+                                           body.model_dump(mode="json"))
 
 
 @router.get("")
-def list_departments(p: CurrentIdentity, db: ReadDB, page: PageDep,
-                     city: Name | None = None) -> Page[DepartmentOut]:
+async def list_departments(p: CurrentIdentity, read: ReadDB, page: PageDep,
+                           city: Name | None = None) -> Page[DepartmentOut]:
     """Departments by city and code."""
     where = Where().eq("city", scope_city(p, city))
     return Page[DepartmentOut].of(
-        queries.departments(db, where, page.limit, page.offset))
+        await read(queries.departments, where, page.limit, page.offset))
 
 
 @router.get("/{department_id}")
-def get_department(department_id: UUID, p: CurrentIdentity,
-                   db: ReadDB) -> DepartmentOut:
-    row = queries.department(db, str(department_id))
+async def get_department(department_id: UUID, p: CurrentIdentity,
+                         read: ReadDB) -> DepartmentOut:
+    row = await read(queries.department, str(department_id))
     if row is None:
         raise not_found("department", department_id, "department_id")
     scope_city(p, row["city"], "department_id")

@@ -9,7 +9,15 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentIdentity, LedgerDep, PageDep, ReadDB, not_found, scope_city
+from api.deps import (
+    CurrentIdentity,
+    LedgerDep,
+    PageDep,
+    ReadDB,
+    not_found,
+    scope_city,
+    submit,
+)
 from api.problems import RESPONSES
 from api.schemas import CommandResult, Page, Request
 from chaincode.contract import Hash, Name, Text
@@ -77,48 +85,48 @@ class IdentifierDetail(IdentifierOut):
 
 
 @router.post("", status_code=201)
-def register_identifier(body: IdentifierCreate, p: CurrentIdentity,
-                        gateway: LedgerDep) -> CommandResult:
+async def register_identifier(body: IdentifierCreate, p: CurrentIdentity,
+                              gateway: LedgerDep) -> CommandResult:
     """RegisterIdentifier (department, city admin): the id is derived from the
     scheme and the natural-key hash."""
-    return CommandResult.of(gateway.submit(
-        p, "RegisterIdentifier", body.model_dump(mode="json", exclude_none=True)))
+    return await submit(gateway, p, "RegisterIdentifier",
+                        body.model_dump(mode="json", exclude_none=True))
 
 
 @router.post("/{identifier_id}/links", status_code=201)
-def link_identifier(identifier_id: UUID, body: LinkCreate, p: CurrentIdentity,
-                    gateway: LedgerDep) -> CommandResult:
+async def link_identifier(identifier_id: UUID, body: LinkCreate, p: CurrentIdentity,
+                          gateway: LedgerDep) -> CommandResult:
     """LinkIdentifier: a physical (attached/belongs/contains) or business
     (organisation/person) link; an object is active once it has one of each."""
-    return CommandResult.of(gateway.submit(p, "LinkIdentifier", {
-        "identifier_id": str(identifier_id), **body.model_dump(mode="json")}))
+    return await submit(gateway, p, "LinkIdentifier", {
+        "identifier_id": str(identifier_id), **body.model_dump(mode="json")})
 
 
 @router.post("/{identifier_id}/revoke")
-def revoke_identifier(identifier_id: UUID, body: RevokeRequest, p: CurrentIdentity,
-                      gateway: LedgerDep) -> CommandResult:
+async def revoke_identifier(identifier_id: UUID, body: RevokeRequest,
+                            p: CurrentIdentity, gateway: LedgerDep) -> CommandResult:
     """RevokeIdentifier (department, city admin of the identifier's city)."""
-    return CommandResult.of(gateway.submit(p, "RevokeIdentifier", {
-        "identifier_id": str(identifier_id), "reason": body.reason}))
+    return await submit(gateway, p, "RevokeIdentifier", {
+        "identifier_id": str(identifier_id), "reason": body.reason})
 
 
 @router.get("")
-def list_identifiers(p: CurrentIdentity, db: ReadDB, page: PageDep,
-                     city: Name | None = None, kind: Kind | None = None,
-                     status: Status | None = None,
-                     scheme: Name | None = None) -> Page[IdentifierOut]:
+async def list_identifiers(p: CurrentIdentity, read: ReadDB, page: PageDep,
+                           city: Name | None = None, kind: Kind | None = None,
+                           status: Status | None = None,
+                           scheme: Name | None = None) -> Page[IdentifierOut]:
     """Identifiers, newest first; non-center roles see their own city only."""
     where = (Where().eq("city", scope_city(p, city)).eq("kind", kind)
              .eq("status", status).eq("scheme", scheme))
     return Page[IdentifierOut].of(
-        queries.identifiers(db, where, page.limit, page.offset))
+        await read(queries.identifiers, where, page.limit, page.offset))
 
 
 @router.get("/{identifier_id}")
-def get_identifier(identifier_id: UUID, p: CurrentIdentity,
-                   db: ReadDB) -> IdentifierDetail:
+async def get_identifier(identifier_id: UUID, p: CurrentIdentity,
+                         read: ReadDB) -> IdentifierDetail:
     """One identifier with its links both ways."""
-    row = queries.identifier(db, str(identifier_id))
+    row = await read(queries.identifier, str(identifier_id))
     if row is None:
         raise not_found("identifier", identifier_id, "identifier_id")
     scope_city(p, row["city"], "identifier_id")

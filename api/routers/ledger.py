@@ -12,7 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from api.deps import Auditor, LedgerDep
+from api.deps import Auditor, LedgerDep, blocking
+from api.gateway import Gateway
 from api.problems import RESPONSES, Problem
 
 router = APIRouter(prefix="/api/ledger", tags=["audit"], responses=RESPONSES)
@@ -81,20 +82,12 @@ def _check_range(height: int, field: str, value: int) -> None:
                       f"0..{height - 1}")
 
 
-@router.get("/history/{key:path}")
-def key_history(key: Annotated[str, Path(min_length=1, max_length=1024)],
-                _: Auditor, gateway: LedgerDep) -> list[KeyVersionOut]:
-    """Every version of a world-state key, oldest first (e.g. ``a~<id>`` is an
-    aggregate's head, ``e~<id>~<version>`` one of its events)."""
+def _history(gateway: Gateway, key: str) -> list[KeyVersionOut]:
     return [KeyVersionOut.model_validate(v, from_attributes=True)
             for v in gateway.reader.history(key)]
 
 
-@router.get("/blocks/{number}")
-def ledger_block(number: Annotated[int, Path(ge=0)], _: Auditor,
-                 gateway: LedgerDep) -> LedgerBlockOut:
-    """A block as stored: header, hash, node signature, and its transactions
-    with their creators and signatures (the genesis block lists none)."""
+def _block(gateway: Gateway, number: int) -> LedgerBlockOut:
     _check_range(gateway.reader.height(), "number", number)
     block = gateway.reader.block(number)
     h = block["header"]
@@ -105,14 +98,7 @@ def ledger_block(number: Annotated[int, Path(ge=0)], _: Auditor,
                           signature=block["signature"], transactions=txs)
 
 
-@router.get("/verify", response_model_by_alias=True)
-def verify(_: Auditor, gateway: LedgerDep,
-           start: Annotated[int | None, Query(alias="from", ge=0)] = None,
-           end: Annotated[int | None, Query(alias="to", ge=0)] = None) -> VerifyOut:
-    """Re-check blocks ``from..to`` (default: the whole chain): header hashes and
-    links, node signatures, data hashes, each transaction's creator certificate
-    chain and signature, and the recorded events. ``ok`` is false with the
-    first failure's block, tx id and reason."""
+def _verify(gateway: Gateway, start: int | None, end: int | None) -> VerifyOut:
     height = gateway.reader.height()
     first = 0 if start is None else start
     last = height - 1 if end is None else end
@@ -126,3 +112,31 @@ def verify(_: Auditor, gateway: LedgerDep,
                      transactions=report.transactions, events=report.events,
                      error=report.error, block_number=report.block_number,
                      tx_id=report.tx_id)
+
+
+@router.get("/history/{key:path}")
+async def key_history(key: Annotated[str, Path(min_length=1, max_length=1024)],
+                      _: Auditor, gateway: LedgerDep) -> list[KeyVersionOut]:
+    """Every version of a world-state key, oldest first (e.g. ``a~<id>`` is an
+    aggregate's head, ``e~<id>~<version>`` one of its events)."""
+    return await blocking(_history, gateway, key)
+
+
+@router.get("/blocks/{number}")
+async def ledger_block(number: Annotated[int, Path(ge=0)], _: Auditor,
+                       gateway: LedgerDep) -> LedgerBlockOut:
+    """A block as stored: header, hash, node signature, and its transactions
+    with their creators and signatures (the genesis block lists none)."""
+    return await blocking(_block, gateway, number)
+
+
+@router.get("/verify", response_model_by_alias=True)
+async def verify(_: Auditor, gateway: LedgerDep,
+                 start: Annotated[int | None, Query(alias="from", ge=0)] = None,
+                 end: Annotated[int | None, Query(alias="to", ge=0)] = None,
+                 ) -> VerifyOut:
+    """Re-check blocks ``from..to`` (default: the whole chain): header hashes and
+    links, node signatures, data hashes, each transaction's creator certificate
+    chain and signature, and the recorded events. ``ok`` is false with the
+    first failure's block, tx id and reason."""
+    return await blocking(_verify, gateway, start, end)

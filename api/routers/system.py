@@ -24,14 +24,14 @@ class MeOut(BaseModel):
 
 
 @router.get("/healthz")
-def health(runtime: RuntimeDep) -> dict[str, str]:
+async def health(runtime: RuntimeDep) -> dict[str, str]:
     """Liveness (no token needed)."""
     status = runtime.follower.status()
     return {"status": "ok" if status.error is None else "degraded"}
 
 
 @router.get("/api/me")
-def me(p: CurrentIdentity) -> MeOut:
+async def me(p: CurrentIdentity) -> MeOut:
     """Who the bearer token speaks for."""
     return MeOut(city=p.city, role=p.role.value, department=p.department,
                  token_id=p.jti, expires_at=p.expires_at,
@@ -39,6 +39,6 @@ def me(p: CurrentIdentity) -> MeOut:
 
 
 @router.get("/api/projections")
-def projections(_: CurrentIdentity, runtime: RuntimeDep) -> ProjectionStatus:
+async def projections(_: CurrentIdentity, runtime: RuntimeDep) -> ProjectionStatus:
     """Each projection's position and the lag behind the ledger."""
     return ProjectionStatus.of(runtime.follower.status())
