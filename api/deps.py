@@ -38,6 +38,8 @@ P = ParamSpec("P")
 
 @dataclass
 class Runtime:
+    """What one running API holds; closed when the app stops."""
+
     settings: Settings
     gateway: Gateway
     db: Database
@@ -107,6 +109,8 @@ async def submit(gateway: Gateway, p: Principal, function: str,
                  args: dict[str, Any]) -> CommandResult:
     """Submit a command as the caller (role check first); its receipt."""
     return CommandResult.of(await blocking(gateway.submit, p, function, args))
+
+
 _bearer = HTTPBearer(auto_error=False, description="a token from "
                      "`cityunion token issue`")
 

@@ -59,7 +59,8 @@ class Problem(Exception):
 
 TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-          422: "Unprocessable Content", 503: "Service Unavailable"}
+          422: "Unprocessable Content", 500: "Internal Server Error",
+          503: "Service Unavailable"}
 RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ProblemBody, "content": {MEDIA_TYPE: {}},
            "description": TITLES[code]} for code in (400, 401, 403, 404, 409, 422)}
@@ -128,6 +129,12 @@ def install(app: FastAPI) -> None:
                                     f"{e} (a concurrent change; submit again)")
         log.warning("ledger error: %s", e)
         return problem_response(503, "ledger-unavailable", str(e))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, e: Exception) -> JSONResponse:
+        log.error("unexpected error", exc_info=e)
+        return problem_response(500, "internal-error", "the server failed; the "
+                                "error is in its log")
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, e: HTTPException) -> JSONResponse:

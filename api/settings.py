@@ -22,7 +22,6 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     follow: bool = True  # run the projection follower inside the API process
-    token_ttl_days: float = 30.0
 
     @property
     def read_model_target(self) -> str:

@@ -261,8 +261,10 @@ async def lag(pool: Pool, writer_token: str, reader_token: str, samples: int,
             from_submit.append(t2 - t0)
             from_commit.append(t2 - t1)
 
+    started = loop.time()
     await asyncio.gather(*(worker(w) for w in range(workers)))
-    return {"samples": len(from_submit), "failed": failed,
+    return {"samples": len(from_submit), "failed": failed, "writers": workers,
+            "writes_per_s": round(len(from_submit) / (loop.time() - started), 1),
             "submit_to_visible": _ms(from_submit, 0.5, 0.95, 0.99),
             "commit_to_visible": _ms(from_commit, 0.5, 0.95, 0.99)}
 

@@ -70,6 +70,19 @@ class _Trust:
             Creator(node["msp_id"], node["certificate"].encode()))
 
 
+_TRUSTED: dict[tuple[str, str], _Trust] = {}
+
+
+def _trust_of(genesis_body: str, backend: crypto.Backend) -> _Trust:
+    """Trust anchors of a genesis block, built once (five SM2 verifications)."""
+    key = (genesis_body, backend.name)
+    if key not in _TRUSTED:
+        if len(_TRUSTED) >= 8:
+            _TRUSTED.clear()
+        _TRUSTED[key] = _Trust(json.loads(genesis_body), backend)
+    return _TRUSTED[key]
+
+
 def _check_block(store: Store, backend: crypto.Backend, number: int, previous: str,
                  trust: _Trust | None, counts: dict[str, int],
                  transactions: bool = True) -> tuple[str, list[dict[str, Any]],
@@ -148,7 +161,7 @@ def verify_blocks(store: Store, backend: crypto.Backend, start: int, end: int,
             genesis = store.block(0)
             if genesis is None:
                 raise _Bad("the ledger has no genesis block", 0)
-            trust = _Trust(json.loads(genesis[3][0]), backend)
+            trust = _trust_of(genesis[3][0], backend)
             before = store.block(start - 1)
             if before is None:
                 raise _Bad("block is missing", start - 1)

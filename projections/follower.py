@@ -24,7 +24,8 @@ blocks arrive quickly.
 
 Threads: a reader thread tails ``ledger.events(after, follow=True)`` into a
 bounded queue; the applier thread drains it in batches. The blocks projection
-is advanced by the applier whenever the queue runs dry.
+is advanced by the applier whenever the queue runs dry (and every half second
+under load).
 """
 
 from __future__ import annotations
@@ -241,11 +242,13 @@ class Follower:
                 if self._stop.is_set():
                     return
         except Exception as e:  # the ledger went away: say so in the status
-            log.exception("projection reader stopped")
-            self._error = f"reader: {e}"
+            if not self._stop.is_set():
+                log.exception("projection reader stopped")
+                self._error = f"reader: {e}"
 
     def _run(self) -> None:
         pending: list[CommittedEvent] = []
+        blocks_due = 0.0
         while not self._stop.is_set():
             try:
                 if not pending:
@@ -258,8 +261,11 @@ class Follower:
                 if pending:
                     self.apply(pending)
                     pending = []
-                if self._queue.empty():
+                # Blocks follow once the events are drained, and at least twice
+                # a second under a steady stream of them.
+                if self._queue.empty() or time.monotonic() >= blocks_due:
                     self.project_blocks()
+                    blocks_due = time.monotonic() + 0.5
                 self._error = None
             except Exception as e:  # keep the batch and try again
                 log.exception("projection batch failed; retrying")

@@ -149,11 +149,12 @@ def clearing_run(db: Database, business_day: str) -> Row | None:
 
 # ---------------------------------------------------------------------- blocks
 def blocks(db: Database, where: Where, limit: int, offset: int) -> Page:
-    return page(db, "blocks", where, "number DESC", limit, offset)
+    return page(db, "block_summaries", where, "number DESC", limit, offset)
 
 
 def block(db: Database, number: int) -> Row | None:
-    return db.query_one("SELECT * FROM blocks WHERE number = ?", (number,))
+    return db.query_one("SELECT * FROM block_summaries WHERE number = ?",
+                        (number,))
 
 
 # ------------------------------------------------------------------- dashboard
@@ -183,7 +184,8 @@ def dashboard(db: Database, days: int = 30, latest_blocks: int = 10) -> Row:
             "SELECT kind, status, COUNT(*) AS count FROM identifiers "
             "GROUP BY kind, status ORDER BY kind, status"),
         "latest_blocks": db.query(
-            "SELECT * FROM blocks ORDER BY number DESC LIMIT ?", (latest_blocks,)),
+            "SELECT * FROM block_summaries ORDER BY number DESC LIMIT ?",
+            (latest_blocks,)),
     }
 
 

@@ -46,10 +46,6 @@ class Projection:
         cls.handlers = {fn.event_type: fn for fn in vars(cls).values()
                         if hasattr(fn, "event_type")}
 
-    @property
-    def topics(self) -> tuple[str, ...]:
-        return tuple(self.handlers)
-
     def apply(self, cur: Cursor, ev: CommittedEvent) -> None:
         handler = self.handlers.get(ev.type)
         if handler is not None:
@@ -292,9 +288,11 @@ class Blocks(Projection):
     """
 
     name = "blocks"
-    tables = ("blocks",)
+    # Not "blocks": the embedded ledger's own table has that name, and both may
+    # live in one PostgreSQL database.
+    tables = ("block_summaries",)
     schema = """
-    CREATE TABLE IF NOT EXISTS blocks (
+    CREATE TABLE IF NOT EXISTS block_summaries (
         number BIGINT PRIMARY KEY, hash TEXT NOT NULL, previous_hash TEXT NOT NULL,
         data_hash TEXT NOT NULL, tx_count INTEGER NOT NULL,
         committed_at TEXT NOT NULL, verified INTEGER, verify_error TEXT)
@@ -303,7 +301,7 @@ class Blocks(Projection):
     def add(self, cur: Cursor, number: int, block: dict[str, Any],
             error: str | None, checked: bool) -> None:
         h = block["header"]
-        cur.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        cur.execute("INSERT INTO block_summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (number, block["hash"], h["previous_hash"], h["data_hash"],
                      h["tx_count"], h["timestamp"],
                      None if not checked else int(error is None), error))

@@ -3,6 +3,7 @@ its hashes and signatures; verification of a block range saying what failed."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +20,14 @@ def test_key_history(api: Api) -> None:
     scheme = api.scheme()
     decided = api.ok(f"/api/code-schemes/{scheme}/approve", None, KS_ADMIN, 200)
     history = api.get(f"/api/ledger/history/a~{scheme}", KS_AUDITOR).json()
-    assert [v["value"] for v in history] == ['{"type": "CodeScheme", "version": 1}',
-                                             '{"type": "CodeScheme", "version": 2}']
+    assert [json.loads(v["value"]) for v in history] == [
+        {"type": "CodeScheme", "version": 1}, {"type": "CodeScheme", "version": 2}]
     assert history[1]["tx_id"] == decided["tx_id"]
     assert history[1]["block_number"] == decided["block_number"]
     assert history[0]["creator"] == "KunshanMSP:transport"
     assert history[1]["creator"] == "KunshanMSP:admin"
     assert api.get("/api/ledger/history/no-such-key", KS_AUDITOR).json() == []
+    problem(api.get("/api/ledger/history/" + "k" * 1025, KS_AUDITOR), 422, "key")
 
 
 def test_ledger_block(api: Api) -> None:

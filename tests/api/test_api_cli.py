@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -59,6 +60,14 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return out + err
 
 
+def eventually(check: Callable[[], bool], what: str) -> None:
+    for _ in range(200):
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} never happened")
+
+
 def token(data_dir: Path, *args: str) -> str:
     out = cli("token", "issue", "--data-dir", str(data_dir), *args)
     assert out.returncode == 0, out.stderr
@@ -76,12 +85,8 @@ def test_serve_embedded_default(tmp_path: Path) -> None:
         r = httpx.post(f"{url}/api/departments", headers=auth, json={
             "code": "transport", "name": "Transport", "duties": ["transport"]})
         assert r.status_code == 201, r.text
-        for _ in range(100):
-            if httpx.get(f"{url}/api/departments", headers=auth).json()["total"]:
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the department never reached the read model")
+        eventually(lambda: httpx.get(f"{url}/api/departments", headers=auth)
+                   .json()["total"] == 1, "the department reaching the read model")
         again = cli("serve", "--data-dir", str(data_dir), "--port",
                     str(free_port()))
         assert again.returncode == 2 and "in use" in again.stderr
@@ -98,8 +103,9 @@ def test_serve_fabric_is_unavailable(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_serve_with_postgres_read_models(tmp_path: Path, pg_dsn: str) -> None:
+    """Ledger and read models in one PostgreSQL database: no table clashes."""
     data_dir = tmp_path / "node"
-    proc, url = serve(data_dir, "--database", pg_dsn)
+    proc, url = serve(data_dir, "--database", pg_dsn, "--dsn", pg_dsn)
     try:
         assert not (data_dir / "readmodel.sqlite").exists()
         auth = {"Authorization": "Bearer " + token(data_dir, "--city", "Center",
@@ -107,12 +113,13 @@ def test_serve_with_postgres_read_models(tmp_path: Path, pg_dsn: str) -> None:
         r = httpx.post(f"{url}/api/clearing-runs", headers=auth,
                        json={"business_day": "2030-01-01"})
         assert r.status_code == 201, r.text
-        for _ in range(100):
-            if httpx.get(f"{url}/api/clearing-runs", headers=auth).json()["total"]:
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the run never reached the PostgreSQL read model")
+        eventually(lambda: httpx.get(f"{url}/api/clearing-runs", headers=auth)
+                   .json()["total"] == 1, "the run reaching the read model")
+
+        def blocks_verified() -> bool:
+            page = httpx.get(f"{url}/api/blocks", headers=auth).json()
+            return page["total"] >= 2 and all(b["verified"] for b in page["items"])
+        eventually(blocks_verified, "the blocks being projected and verified")
     finally:
         stop(proc)
 

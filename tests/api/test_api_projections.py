@@ -198,7 +198,7 @@ def test_blocks_view_records_failed_verification(scenario: Path,
     db = Database(tmp_path / "rm.sqlite")
     try:
         Follower(gateway.reader, db, verify_block=gateway.verify_block).catch_up()
-        rows = {r["number"]: r for r in db.query("SELECT * FROM blocks")}
+        rows = {r["number"]: r for r in db.query("SELECT * FROM block_summaries")}
         assert len(rows) == gateway.reader.height()
         assert rows[3]["verified"] == 0 and "signature" in rows[3]["verify_error"]
         assert all(r["verified"] == 1 for n, r in rows.items() if n != 3)
