@@ -316,11 +316,13 @@ class EmbeddedNode:
                         tx.future.set_exception(LedgerError(
                             f"commit failed: {e}", tx.proposal["tx_id"]))
 
-    def _validate(self, tx: Endorsed, block_writes: dict[str, str | None]) -> str:
+    def _validate(self, tx: Endorsed, block_writes: dict[str, str | None],
+                  current: dict[str, tuple[str, Version]]) -> str:
+        """MVCC: every read must still be at the version seen in simulation,
+        counting writes of earlier valid transactions in this block."""
         reads = tx.stub.reads
         if any(key in block_writes for key in reads):
             return MVCC_READ_CONFLICT
-        current = self.store.get_states(list(reads))
         for key, version in reads.items():
             hit = current.get(key)
             if (hit[1] if hit else None) != version:
@@ -340,11 +342,11 @@ class EmbeddedNode:
         writes: list[tuple[int, list[tuple[str, str | None]]]] = []
         events: list[tuple[int, int, str, str, str]] = []
         statuses: list[str] = []
-        seen: set[str] = set()
+        seen = self.store.known_tx_ids([tx.proposal["tx_id"] for tx in batch])
         accepted = []
         for tx in batch:  # a replayed tx id is refused, never stored twice
             tx_id = tx.proposal["tx_id"]
-            if tx_id in seen or self.store.has_tx(tx_id):
+            if tx_id in seen:
                 tx.future.set_exception(SubmitError(f"duplicate tx id {tx_id}",
                                                     tx_id))
             else:
@@ -353,9 +355,11 @@ class EmbeddedNode:
         if not accepted:
             return
         batch[:] = accepted
+        current = self.store.get_states(sorted({k for tx in batch
+                                                for k in tx.stub.reads}))
         for index, tx in enumerate(batch):
             tx_id = tx.proposal["tx_id"]
-            status = self._validate(tx, block_writes)
+            status = self._validate(tx, block_writes, current)
             wset = list(tx.stub.writes.items())
             body = canonical_json({
                 "proposal": tx.proposal, "signature": tx.signature,

@@ -154,6 +154,16 @@ class Store:
                           (number,))
         return rows[0][0], rows[0][1], rows[0][2], [t[0] for t in txs]
 
+    def known_tx_ids(self, tx_ids: Sequence[str]) -> set[str]:
+        """Those of ``tx_ids`` already in the chain."""
+        found: set[str] = set()
+        for i in range(0, len(tx_ids), 500):
+            chunk = tx_ids[i:i + 500]
+            marks = ", ".join("?" * len(chunk))
+            found.update(r[0] for r in self._query(
+                f"SELECT tx_id FROM txs WHERE tx_id IN ({marks})", chunk))
+        return found
+
     def has_tx(self, tx_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM txs WHERE tx_id = ?", (tx_id,)))
 
