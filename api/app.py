@@ -1,5 +1,6 @@
 """The FastAPI application: routers, problem+json errors, and the lifespan that
-opens the ledger node, the read models and the projection follower."""
+opens the ledger node, the read models and the projection follower; the
+cockpit page at /dashboard with its files under /static."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.deps import Runtime
-from api.routers import ROUTERS
+from api.routers import ROUTERS, pages
 from api.settings import Settings
 
 DESCRIPTION = """
@@ -41,4 +42,5 @@ def create_app(settings: Settings | None = None,
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/static", pages.static_files(), name="static")
     return app

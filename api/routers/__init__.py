@@ -12,9 +12,11 @@ from api.routers import (
     departments,
     identifiers,
     ledger,
+    pages,
     system,
 )
 
 ROUTERS = [identifiers.router, departments.router, code_schemes.router,
            card_batches.router, card_volumes.router, clearing_runs.router,
-           blocks.router, ledger.router, dashboard.router, system.router]
+           blocks.router, ledger.router, dashboard.router, system.router,
+           pages.router]

@@ -2,145 +2,261 @@
 // No library and no asset from the internet: plain DOM and SVG.
 "use strict";
 const POLL_MS = 2000;
-const SVG = "http://www.w3.org/2000/svg";
+const TOKEN_KEY = "cityunion-token";
+const SVG_NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 const yuan = (fen) => (fen / 100).toLocaleString("zh-CN",
   { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+// Chart labels stay short (446.30, 6.5K, 1.2M); the tooltips are exact.
+const short = new Intl.NumberFormat("en", { notation: "compact",
+  maximumFractionDigits: 1 });
+const shortYuan = (fen) => (Math.abs(fen) < 100_000 ? yuan(fen)
+  : short.format(fen / 100));
+const when = (iso) => (iso ? new Date(iso).toLocaleString("zh-CN") : "–");
+const recent = (iso) => new Date(iso).toLocaleString("zh-CN", { month: "2-digit",
+  day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  hour12: false });
+let timer = null;
+let last = null;  // the latest summary, redrawn when the window resizes
 
 function token() {
+  // A token in the address (#token=...) is kept for this tab only and taken
+  // out of the address, so it is not left in the history or a bookmark.
   const m = location.hash.match(/token=([^&]+)/);
   if (m) {
-    sessionStorage.setItem("cityunion-token", decodeURIComponent(m[1]));
-    history.replaceState(null, "", location.pathname);
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
   }
-  return sessionStorage.getItem("cityunion-token");
+  return sessionStorage.getItem(TOKEN_KEY);
 }
 
-function el(tag, attrs = {}, text = "") {
-  const node = ["svg", "rect", "text", "line", "g"].includes(tag)
-    ? document.createElementNS(SVG, tag) : document.createElement(tag);
+function el(tag, attrs = {}, text = null) {
+  const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== "") node.textContent = text;
+  if (text !== null) node.textContent = text;
   return node;
 }
 
+function svgEl(tag, attrs = {}, text = null) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+// rows: arrays of cells; a cell is a string, a number or {text, sub, cls,
+// title}, sub being a second, smaller line.
 function table(id, head, rows) {
   const t = $(id);
-  t.replaceChildren();
-  const tr = el("tr");
-  head.forEach((h) => tr.append(el("th", {}, h)));
-  t.append(tr);
+  const body = [];
+  if (head.length) {
+    const tr = el("tr");
+    head.forEach((h) => tr.append(el("th", {}, h)));
+    body.push(tr);
+  }
   if (!rows.length) {
     const r = el("tr");
-    r.append(el("td", { colspan: head.length, class: "note" }, "no data yet"));
-    t.append(r);
+    r.append(el("td", { colspan: Math.max(1, head.length), class: "note" },
+      "no data yet"));
+    body.push(r);
   }
   rows.forEach((cells) => {
     const r = el("tr");
     cells.forEach((c) => {
-      const td = el("td", c.cls ? { class: c.cls } : {}, c.text ?? c);
+      const cell = typeof c === "object" && c !== null ? c : { text: String(c) };
+      const attrs = {};
+      if (cell.cls) attrs.class = cell.cls;
+      if (cell.title) attrs.title = cell.title;
+      const td = el("td", attrs, String(cell.text));
+      if (cell.sub) td.append(el("span", { class: "sub" }, cell.sub));
       r.append(td);
     });
-    t.append(r);
+    body.push(r);
+  });
+  t.replaceChildren(...body);
+}
+
+function noData(svg) {
+  svg.style.height = "";
+  svg.classList.add("empty");
+  svg.append(svgEl("text", { x: 10, y: 24, class: "note start" }, "no data yet"));
+}
+
+// items: [{label, value, text, title}] as vertical bars, oldest on the left.
+function columns(id, items) {
+  const svg = $(id);
+  svg.replaceChildren();
+  svg.classList.remove("empty");
+  if (!items.length) { noData(svg); return; }
+  const w = svg.clientWidth || 600, h = svg.clientHeight || 220;
+  const padX = 24, top = 22, bottom = 24;
+  const max = Math.max(1, ...items.map((i) => i.value));
+  const slot = (w - 2 * padX) / items.length;
+  const bw = Math.min(56, Math.max(3, slot * 0.6));
+  const every = Math.ceil(44 / slot);  // label every n-th day when crowded
+  const values = slot >= 36;  // room for a value over each bar
+  svg.append(svgEl("line", { x1: padX, x2: w - padX, y1: h - bottom,
+    y2: h - bottom, class: "axis" }));
+  items.forEach((it, i) => {
+    const x = padX + i * slot + (slot - bw) / 2, mid = x + bw / 2;
+    const bh = Math.max(1, (it.value / max) * (h - bottom - top));
+    const r = svgEl("rect", { x, y: h - bottom - bh, width: bw, height: bh,
+      class: "bar", "data-value": it.value });
+    r.append(svgEl("title", {}, it.title));
+    svg.append(r);
+    if (i % every === 0) svg.append(svgEl("text", { x: mid, y: h - 7 }, it.label));
+    if (values) {
+      svg.append(svgEl("text", { x: mid, y: h - bottom - bh - 5, class: "value" },
+        it.text));
+    }
   });
 }
 
-function bars(id, items, { signed = false } = {}) {
-  // items: [{label, value, title}] drawn as vertical bars (or +/- around 0).
+// items: [{label, value, text, title}] as one horizontal bar per row, to the
+// right of a zero line for positive values and to its left for negative ones.
+function diverging(id, items) {
   const svg = $(id);
   svg.replaceChildren();
-  const w = svg.clientWidth || 600, h = svg.clientHeight || 220, pad = 28;
-  if (!items.length) {
-    svg.append(el("text", { x: 10, y: 24, fill: "#8ea3bb" }, "no data yet"));
-    return;
-  }
+  svg.classList.remove("empty");
+  if (!items.length) { noData(svg); return; }
+  const row = 30, h = items.length * row + 8;
+  svg.style.height = `${h}px`;
+  const w = svg.clientWidth || 400, labelW = 84, room = 70;  // room: value text
+  const zero = (labelW + room + w - room) / 2, half = (w - room - labelW - room) / 2;
   const max = Math.max(1, ...items.map((i) => Math.abs(i.value)));
-  const slot = (w - 2 * pad) / items.length, bw = Math.max(4, slot * 0.6);
-  const zero = signed ? h / 2 : h - pad;
-  const scale = signed ? (h / 2 - pad) / max : (h - 2 * pad) / max;
-  svg.append(el("line", { x1: pad, x2: w - pad, y1: zero, y2: zero,
-    stroke: "#243b55" }));
+  svg.append(svgEl("line", { x1: zero, x2: zero, y1: 2, y2: h - 2, class: "axis" }));
   items.forEach((it, i) => {
-    const x = pad + i * slot + (slot - bw) / 2, bh = Math.abs(it.value) * scale;
-    const y = it.value >= 0 ? zero - bh : zero;
-    const fill = signed ? (it.value >= 0 ? "#3ecf8e" : "#ff6b6b") : "#4ea8de";
-    const r = el("rect", { x, y, width: bw, height: Math.max(1, bh), fill,
-      "data-value": it.value });
-    r.append(el("title", {}, it.title));
+    const y = 4 + i * row, len = Math.max(1, (Math.abs(it.value) / max) * half);
+    const up = it.value >= 0, base = y + row / 2 + 4;
+    const r = svgEl("rect", { x: up ? zero : zero - len, y: y + 5, width: len,
+      height: row - 10, class: up ? "bar pos" : "bar neg", "data-value": it.value });
+    r.append(svgEl("title", {}, it.title));
     svg.append(r);
-    svg.append(el("text", { x: x + bw / 2, y: h - 8, fill: "#8ea3bb",
-      "font-size": 11, "text-anchor": "middle" }, it.label));
+    svg.append(svgEl("text", { x: labelW - 8, y: base, class: "end" }, it.label));
+    svg.append(svgEl("text", { x: up ? zero + len + 5 : zero - len - 5, y: base,
+      class: up ? "value start" : "value end" }, it.text));
   });
 }
 
 function render(s) {
-  const vol = [...s.volume_per_day].reverse();
-  bars("volume", vol.map((d) => ({ label: d.business_day.slice(5),
-    value: d.amount_fen,
-    title: `${d.business_day}: ${d.record_count} records, ${yuan(d.amount_fen)} yuan` })));
-  const cities = [...new Set(s.city_pair_flows.flatMap(
-    (f) => [f.acquirer_city, f.issuer_city]))].sort();
-  const flow = Object.fromEntries(s.city_pair_flows.map(
-    (f) => [`${f.acquirer_city}>${f.issuer_city}`, f]));
-  table("flows", ["acquirer \\ issuer", ...cities], cities.map((a) => [a,
-    ...cities.map((i) => { const f = flow[`${a}>${i}`];
-      return f ? `${yuan(f.amount_fen)} (${f.record_count})` : "–"; })]));
-  const latest = s.latest_clearing;
-  const positions = latest ? latest.positions : [];
-  bars("positions", positions.map((p) => ({ label: p.city, value: p.net_fen,
-    title: `${p.city}: ${yuan(p.net_fen)} yuan` })), { signed: true });
-  $("clearing-note").textContent = latest
-    ? `${latest.business_day}: ${latest.record_count} records cleared, ` +
-      `${latest.excluded_disputed} disputed excluded, gross ${yuan(latest.gross_fen)} yuan`
-    : "no clearing run yet";
+  last = s;
+  const vol = [...s.volume_per_day].reverse();  // oldest first, left to right
+  columns("volume", vol.map((d) => ({ label: d.business_day.slice(5),
+    value: d.amount_fen, text: shortYuan(d.amount_fen),
+    title: `${d.business_day}: ${d.record_count} records, ` +
+      `${yuan(d.amount_fen)} yuan` })));
+
+  const flows = s.city_pair_flows;
+  const acquirers = [...new Set(flows.map((f) => f.acquirer_city))].sort();
+  const issuers = [...new Set(flows.map((f) => f.issuer_city))].sort();
+  const flow = new Map(flows.map((f) => [`${f.acquirer_city}>${f.issuer_city}`, f]));
+  table("flows", ["acquirer \\ issuer", ...issuers], acquirers.map((a) => [
+    { text: a }, ...issuers.map((i) => {
+      const f = flow.get(`${a}>${i}`);
+      return f ? { text: yuan(f.amount_fen), sub: `${f.record_count} records` }
+        : { text: "–", cls: "note" };
+    })]));
+
+  diverging("positions", s.net_positions.map((p) => ({ label: p.city,
+    value: p.net_fen, text: shortYuan(p.net_fen),
+    title: `${p.city}: ${yuan(p.net_fen)} yuan over ${p.days} cleared ` +
+      `day(s), the last ${p.last_business_day}` })));
+  const run = s.latest_clearing;
+  $("clearing-note").textContent = run
+    ? `Summed over every cleared day. Latest run ${run.business_day}: ` +
+      `${run.record_count} records in ${run.batch_count} batch(es), ` +
+      `${run.excluded_disputed} disputed excluded, gross ${yuan(run.gross_fen)} yuan.`
+    : "No clearing run yet.";
+
   table("schemes", ["status", "schemes"],
-    s.code_schemes_by_status.map((c) => [c.status, String(c.count)]));
+    s.code_schemes_by_status.map((c) => [c.status, c.count]));
   table("identifiers", ["kind", "status", "count"],
-    s.identifiers_by_kind.map((c) => [c.kind, c.status, String(c.count)]));
-  table("blocks", ["block", "hash", "txs", "committed", "verified"],
-    s.latest_blocks.map((b) => [String(b.number),
-      { text: b.hash.slice(0, 16) + "…", cls: "mono" }, String(b.tx_count),
-      new Date(b.committed_at).toLocaleString("zh-CN"),
-      b.verified === null ? { text: "–" }
-        : b.verified ? { text: "✓ verified", cls: "ok" }
-          : { text: "✗ " + (b.verify_error || "failed"), cls: "fail" }]));
+    s.identifiers_by_kind.map((c) => [c.kind, c.status, c.count]));
+
+  table("blocks", ["block", "hash", "txs", "committed", "verification"],
+    s.latest_blocks.map((b) => [b.number, { text: `${b.hash.slice(0, 12)}…`,
+      cls: "mono", title: b.hash }, b.tx_count,
+    { text: recent(b.committed_at), title: when(b.committed_at) },
+    b.verified === null ? { text: "not checked", cls: "note" }
+      : b.verified ? { text: "✓ verified", cls: "ok" }
+        : { text: `✗ ${b.verify_error || "failed"}`, cls: "fail" }]));
+
   const p = s.projection;
   const lag = p.last_lag_ms === null ? "–" : `${Math.round(p.last_lag_ms)} ms`;
-  const st = $("status");
-  st.textContent = `ledger height ${p.ledger_height} · projected block ` +
-    `${p.projected_block} · behind ${p.behind_blocks} · lag ${lag} · ` +
-    `updated ${new Date().toLocaleTimeString("zh-CN")}`;
-  st.className = p.error || !p.running ? "bad" : "";
+  table("projection", [], [
+    ["follower", p.error ? { text: `error: ${p.error}`, cls: "fail" }
+      : p.running ? { text: "running", cls: "ok" } : { text: "stopped", cls: "fail" }],
+    ["ledger height", p.ledger_height],
+    ["projected block", p.projected_block],
+    ["blocks behind", { text: String(p.behind_blocks),
+      cls: p.behind_blocks > 0 ? "warn" : "" }],
+    ["last lag", lag],
+    ["last applied", when(p.last_applied_at)]]);
+
+  showStatus(`ledger height ${p.ledger_height} · lag ${lag} · updated ` +
+    new Date().toLocaleTimeString("zh-CN"), p.error || !p.running ? "bad" : "");
   document.body.dataset.height = String(p.ledger_height);
 }
 
-async function poll() {
-  const t = token();
-  if (!t) { $("login").hidden = false; return; }
-  try {
-    const r = await fetch("/api/dashboard/summary",
-      { headers: { Authorization: `Bearer ${t}` } });
-    if (r.status === 401 || r.status === 403) {
-      const body = await r.json().catch(() => ({}));
-      sessionStorage.removeItem("cityunion-token");
-      $("login-error").textContent = body.detail || "token not accepted";
-      $("login").hidden = false; $("board").hidden = true;
-      return;
-    }
-    if (!r.ok) throw new Error(`HTTP ${r.status}`);
-    $("login").hidden = true; $("board").hidden = false;
-    render(await r.json());
-  } catch (e) {
-    $("status").textContent = `cannot reach the API: ${e.message}`;
-    $("status").className = "bad";
+function showLogin(message) {
+  $("board").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message;
+  showStatus("signed out", "");
+  $("token").focus();
+}
+
+function showStatus(text, cls) {
+  $("status").textContent = text;
+  $("status").className = cls;
+}
+
+// The summary, or null when the token is refused (the form is shown then).
+async function fetchSummary(t) {
+  const r = await fetch("/api/dashboard/summary",
+    { headers: { Authorization: `Bearer ${t}` }, cache: "no-store" });
+  if (r.status === 401 || r.status === 403) {
+    const body = await r.json().catch(() => ({}));
+    sessionStorage.removeItem(TOKEN_KEY);
+    showLogin(body.detail || `token not accepted (HTTP ${r.status})`);
+    return null;
   }
-  setTimeout(poll, POLL_MS);
+  if (!r.ok) throw new Error(`HTTP ${r.status}`);
+  return r.json();
+}
+
+async function poll() {
+  timer = null;
+  const t = token();
+  if (!t) { showLogin(""); return; }
+  let summary;
+  try {
+    summary = await fetchSummary(t);
+  } catch (e) {
+    showStatus(`cannot reach the API: ${e.message}`, "bad");
+  }
+  if (summary === null) return;  // signed out until a token is given
+  if (summary !== undefined) {
+    $("login").hidden = true;
+    $("board").hidden = false;  // before render: the charts measure the board
+    try {
+      render(summary);
+    } catch (e) {
+      console.error(e);
+      showStatus(`cannot draw the summary: ${e.message}`, "bad");
+    }
+  }
+  timer = setTimeout(poll, POLL_MS);
 }
 
 $("login").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  sessionStorage.setItem("cityunion-token", $("token").value.trim());
+  const value = $("token").value.trim();
+  if (!value) return;
+  sessionStorage.setItem(TOKEN_KEY, value);
+  $("token").value = "";
   $("login").hidden = true;
-  poll();
+  if (timer === null) poll();
 });
+window.addEventListener("resize", () => { if (last) render(last); });
 poll();

@@ -1,13 +1,21 @@
-"""Helpers of the API tests: identities, a client that speaks as one, and
-builders that create what a test needs through the API itself."""
+"""Helpers of the API tests: identities, a client that speaks as one, builders
+that create what a test needs through the API itself, and the real server
+(``cityunion serve``) as a subprocess."""
 
 from __future__ import annotations
 
 import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
 from datetime import date, timedelta
 from itertools import count
+from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 from helpers import card_record, unique_hash
 from httpx import Response
@@ -27,6 +35,7 @@ ROLES: dict[str, Who] = {"center_admin": CENTER_ADMIN, "city_admin": KS_ADMIN,
                          "department": KS_TRANSPORT, "terminal": KS_TERMINAL,
                          "auditor": KS_AUDITOR}
 _days = count()
+ROOT = Path(__file__).parents[2]
 
 
 def new_day() -> str:
@@ -116,3 +125,41 @@ def problem(r: Response, status: int, field: str | None = None) -> dict[str, Any
     if field is not None:
         assert body.get("field") == field, body
     return body
+
+
+# ------------------------------------------------------------- the server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """``cityunion serve`` on a free port; (the process, its base URL) once
+    ``/healthz`` answers."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve",
+                             "--data-dir", str(data_dir), "--port", str(port),
+                             *extra], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "serve did not come up"
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    """Stop a ``serve`` process, asserting a clean exit; its output."""
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    # uvicorn shuts down cleanly, then re-raises the signal it caught
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err, err
+    return out + err

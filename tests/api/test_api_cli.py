@@ -4,8 +4,6 @@ the Fabric flag), ``projections rebuild|status``."""
 from __future__ import annotations
 
 import json
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,50 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from apikit import ROOT, free_port, serve, stop
 from helpers import Clients, run_scenario
 
 from ledger.embedded import EmbeddedNode
-
-ROOT = Path(__file__).parents[2]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve",
-                             "--data-dir", str(data_dir), "--port", str(port),
-                             *extra], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "serve did not come up"
-        time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
-    # uvicorn shuts down cleanly, then re-raises the signal it caught
-    assert proc.returncode in (0, -signal.SIGTERM), err
-    assert "Traceback" not in err, err
-    return out + err
 
 
 def eventually(check: Callable[[], bool], what: str) -> None:
