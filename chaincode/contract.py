@@ -400,14 +400,20 @@ def _state(agg: Any) -> dict[str, Any]:
     out = {k: v for k, v in vars(agg).items() if not k.startswith("_")}
     out["id"] = str(agg.id)
     out["version"] = agg.version
-    return json.loads(canonical_json(out, ))  # UUIDs/datetimes are strings here
+    return dict(json.loads(canonical_json(out)))  # a deep copy, JSON types only
 
 
-for _name, _cls in (("GetIdentifier", Identifier), ("GetCodeScheme", CodeScheme),
-                    ("GetBatch", TransactionBatch)):
-    def _get(ctx: Context, a: IdArgs, cls: type = _cls) -> dict[str, Any]:
-        return _state(ctx.session.get(a.id, cls, cls.__name__))
-    QUERIES[_name] = (IdArgs, _get)
+def _getter(cls: type, what: str) -> Handler:
+    def get(ctx: Context, a: IdArgs) -> dict[str, Any]:
+        return _state(ctx.session.get(a.id, cls, what))
+    return get
+
+
+QUERIES.update({
+    "GetIdentifier": (IdArgs, _getter(Identifier, "identifier")),
+    "GetCodeScheme": (IdArgs, _getter(CodeScheme, "code scheme")),
+    "GetBatch": (IdArgs, _getter(TransactionBatch, "batch")),
+})
 
 
 @query("GetDepartment", DepartmentQueryArgs)

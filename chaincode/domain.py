@@ -12,7 +12,7 @@ from uuid import UUID
 
 from eventsourcing.domain import event
 
-from chaincode.errors import ChecksFailed, Conflict, InvalidArgument
+from chaincode.errors import ChecksFailed, Conflict, InvalidArgument, Unauthorized
 from chaincode.recorder import LedgerAggregate, derive_id
 
 PHYSICAL_RELATIONS = ("attached", "belongs", "contains")
@@ -179,7 +179,7 @@ class TransactionBatch(LedgerAggregate):
                 raise InvalidArgument(f"record {rid!r} is not in batch {self.id}",
                                       "record_ids")
             if self.records[rid]["issuer_city"] != issuer_city:
-                raise InvalidArgument(
+                raise Unauthorized(
                     f"record {rid!r} was issued by "
                     f"{self.records[rid]['issuer_city']}, not {issuer_city}",
                     "record_ids")

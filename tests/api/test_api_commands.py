@@ -237,7 +237,7 @@ def test_confirm_dispute_bad_inputs(api: Api) -> None:
     batch, records, _ = api.batch()
     rid = records[0]["record_id"]
     path = f"/api/card-batches/{batch}"
-    problem(api.post(f"{path}/confirm", {"record_ids": [rid]}, TC_ADMIN), 400,
+    problem(api.post(f"{path}/confirm", {"record_ids": [rid]}, TC_ADMIN), 403,
             "record_ids")
     problem(api.post(f"{path}/confirm", {"record_ids": ["no such"]}, SH_ADMIN),
             422, "record_ids.0")
