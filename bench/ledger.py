@@ -2,7 +2,12 @@
 p50/p99 submit latency, and card-transaction records per second through batches, for
 each crypto backend. Prints one JSON object; compare figures as ratios within a run.
 
-    python -m bench.ledger [--seconds 5] [--threads 16] [--backends native,gmssl]
+    python -m bench.ledger [--seconds 5] [--clients 2] [--window 32]
+                           [--backends native,gmssl]
+
+Clients submit asynchronously (``submit_async``), each keeping a window of
+transactions in flight, as Fabric Gateway clients do; latency is from the submit
+call to the commit.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import statistics
 import tempfile
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +36,34 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def _drive(seconds: float, threads: int, work: Any) -> tuple[int, list[float], float]:
-    """Run ``work(thread, i)`` from ``threads`` threads for ``seconds``; returns
-    (operations, latencies in s, elapsed s)."""
+def _drive(seconds: float, clients: int, window: int,
+           submit: Callable[[int, int], Future[Any]]) -> tuple[int, list[float], float]:
+    """Each of ``clients`` threads keeps up to ``window`` transactions in flight
+    (``submit(client, i)`` returns the commit future) for ``seconds``; returns
+    (committed, latencies from submit to commit in s, elapsed s)."""
     latencies: list[float] = []
-    lock = threading.Lock()
     stop = time.perf_counter() + seconds
 
     def loop(t: int) -> None:
-        i, mine = 0, []
+        in_flight: deque[Future[Any]] = deque()
+        i = 0
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
-            work(t, i)
-            mine.append(time.perf_counter() - t0)
+            future = submit(t, i)
+
+            def committed(_: Future[Any], t0: float = t0) -> None:
+                latencies.append(time.perf_counter() - t0)
+
+            future.add_done_callback(committed)
+            in_flight.append(future)
+            if len(in_flight) >= window:
+                in_flight.popleft().result()
             i += 1
-        with lock:
-            latencies.extend(mine)
+        for future in in_flight:
+            future.result()
 
     started = time.perf_counter()
-    workers = [threading.Thread(target=loop, args=(t,)) for t in range(threads)]
+    workers = [threading.Thread(target=loop, args=(t,)) for t in range(clients)]
     for w in workers:
         w.start()
     for w in workers:
@@ -54,8 +71,8 @@ def _drive(seconds: float, threads: int, work: Any) -> tuple[int, list[float], f
     return len(latencies), latencies, time.perf_counter() - started
 
 
-def bench_backend(name: str, seconds: float, threads: int, batch: int,
-                  dsn: str | None) -> dict[str, Any]:
+def bench_backend(name: str, seconds: float, clients: int, window: int,
+                  batch: int, dsn: str | None) -> dict[str, Any]:
     backend = crypto.get_backend(name)
     with tempfile.TemporaryDirectory() as tmp, \
             EmbeddedNode(Path(tmp), dsn=dsn, backend=backend) as node:
@@ -63,13 +80,13 @@ def bench_backend(name: str, seconds: float, threads: int, batch: int,
         department = EmbeddedLedger(node, node.wallet.identity("Kunshan", "transport"))
         acquirer = EmbeddedLedger(node, node.wallet.identity("Kunshan", "admin"))
 
-        def register(t: int, i: int) -> None:
-            department.submit("RegisterIdentifier", {
+        def register(t: int, i: int) -> Future[Any]:
+            return department.submit_async("RegisterIdentifier", {
                 "kind": "person", "category": "identity", "scheme": "citizen",
                 "natural_key_hash": crypto.sm3_hex(f"{run}-{t}-{i}".encode())})
 
         height0 = node.height()
-        n, lat, elapsed = _drive(seconds, threads, register)
+        n, lat, elapsed = _drive(seconds, clients, window, register)
         blocks = node.height() - height0
 
         def batch_args(i: int) -> dict[str, Any]:
@@ -88,10 +105,10 @@ def bench_backend(name: str, seconds: float, threads: int, batch: int,
         prepared = [batch_args(i) for i in range(int(seconds * 80_000 / batch) + 8)]
         taken = iter(prepared)
 
-        def report(t: int, i: int) -> None:
-            acquirer.submit("ReportTransactionBatch", next(taken))
+        def report(t: int, i: int) -> Future[Any]:
+            return acquirer.submit_async("ReportTransactionBatch", next(taken))
 
-        batches, _, batch_elapsed = _drive(seconds, max(2, threads // 4), report)
+        batches, _, batch_elapsed = _drive(seconds, clients, 2, report)
         return {
             "backend": name,
             "single_command": {
@@ -110,7 +127,10 @@ def bench_backend(name: str, seconds: float, threads: int, batch: int,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--threads", type=int, default=16)
+    p.add_argument("--clients", type=int, default=2,
+                   help="client threads (default 2, one per core)")
+    p.add_argument("--window", type=int, default=32,
+                   help="transactions each client keeps in flight (default 32)")
     p.add_argument("--batch", type=int, default=2000, help="records per batch")
     p.add_argument("--backends", default=",".join(crypto.available_backends()))
     p.add_argument("--dsn", default=None, help="PostgreSQL DSN (default SQLite)")
@@ -118,11 +138,12 @@ def main() -> None:
     args = p.parse_args()
     if args.ledger == "fabric":
         raise SystemExit("bench: the Fabric ledger is not available in this build")
-    results = [bench_backend(b, args.seconds, args.threads, args.batch, args.dsn)
-               for b in args.backends.split(",")]
+    results = [bench_backend(b, args.seconds, args.clients, args.window,
+                             args.batch, args.dsn) for b in args.backends.split(",")]
     out: dict[str, Any] = {"benchmark": "ledger", "ledger": "embedded",
                            "store": "postgresql" if args.dsn else "sqlite",
-                           "cores": os.cpu_count(), "threads": args.threads,
+                           "cores": os.cpu_count(), "clients": args.clients,
+                           "window": args.window,
                            "results": results}
     by = {r["backend"]: r for r in results}
     if "native" in by and "gmssl" in by:

@@ -458,12 +458,32 @@ class EmbeddedLedger:
         """Endorse, order and commit one command; raises ContractError when the
         contract rejects it (nothing written) and CommitError when it committed
         as invalid."""
+        return self.submit_async(function, args, transient).result()
+
+    def submit_async(self, function: str, args: dict[str, Any],
+                     transient: dict[str, bytes] | None = None) -> Future[Receipt]:
+        """Endorse now and return without waiting for the commit, like the
+        Gateway's submit_async: the future gives the receipt, or raises
+        CommitError. A contract rejection is raised here, before ordering."""
         proposal, signature = self._proposal(function, args)
-        receipt = self.node.submit(proposal, signature, transient).result()
-        if receipt.status != VALID:
-            raise CommitError(f"transaction {receipt.tx_id} committed as "
-                              f"{receipt.status}", receipt.tx_id, receipt.status)
-        return receipt
+        committed = self.node.submit(proposal, signature, transient)
+        outcome: Future[Receipt] = Future()
+
+        def settle(done: Future[Receipt]) -> None:
+            try:
+                receipt = done.result()
+            except BaseException as e:
+                outcome.set_exception(e)
+                return
+            if receipt.status != VALID:
+                outcome.set_exception(CommitError(
+                    f"transaction {receipt.tx_id} committed as {receipt.status}",
+                    receipt.tx_id, receipt.status))
+            else:
+                outcome.set_result(receipt)
+
+        committed.add_done_callback(settle)
+        return outcome
 
     def evaluate(self, function: str, args: dict[str, Any]) -> dict[str, Any]:
         """Run a query against committed state; nothing is written."""
