@@ -155,6 +155,7 @@ class EmbeddedNode:
         self.block_timeout = block_timeout
         self.read_only = read_only
         self._node_identity: Identity | None = None
+        self._last: tuple[int, str] | None = None  # (number, hash) of the tip
         self._lock_file = None
         if not read_only:
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -233,8 +234,7 @@ class EmbeddedNode:
                      writes: list[tuple[int, list[tuple[str, str | None]]]],
                      events: list[tuple[int, int, str, str, str]],
                      timestamp: str) -> None:
-        previous = (GENESIS_PREVIOUS if number == 0
-                    else self.store.block(number - 1)[1])  # type: ignore[index]
+        previous = GENESIS_PREVIOUS if number == 0 else self._tip(number - 1)
         header = canonical_json({
             "number": number, "previous_hash": previous,
             "data_hash": data_hash([b for _, b in txs]), "tx_count": len(txs),
@@ -243,6 +243,17 @@ class EmbeddedNode:
         signature = self._node().sign(bytes.fromhex(block_hash), self.backend).hex()
         self.store.append_block(number, header, block_hash, signature, txs, writes,
                                 events)
+        self._last = (number, block_hash)
+
+    def _tip(self, number: int) -> str:
+        """Hash of block ``number``, the last one; kept in memory, since this
+        node is the only writer (the lock file sees to that)."""
+        if self._last is None or self._last[0] != number:
+            found = self.store.block_hash(number)
+            if found is None:
+                raise LedgerError(f"block {number} is missing")
+            self._last = (number, found)
+        return self._last[1]
 
     # ----------------------------------------------------------- endorsement
     def _check(self, proposal: dict[str, Any], signature: bytes) -> None:
@@ -336,7 +347,7 @@ class EmbeddedNode:
         return VALID
 
     def _commit(self, batch: list[Endorsed]) -> None:
-        number = self.store.height()
+        number = self._last[0] + 1 if self._last else self.store.height()
         block_writes: dict[str, str | None] = {}
         bodies: list[tuple[str, str]] = []
         writes: list[tuple[int, list[tuple[str, str | None]]]] = []

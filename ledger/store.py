@@ -154,6 +154,10 @@ class Store:
                           (number,))
         return rows[0][0], rows[0][1], rows[0][2], [t[0] for t in txs]
 
+    def block_hash(self, number: int) -> str | None:
+        rows = self._query("SELECT hash FROM blocks WHERE number = ?", (number,))
+        return str(rows[0][0]) if rows else None
+
     def known_tx_ids(self, tx_ids: Sequence[str]) -> set[str]:
         """Those of ``tx_ids`` already in the chain."""
         found: set[str] = set()
@@ -200,14 +204,14 @@ class Store:
                         (number, header, block_hash, signature))
             cur.executemany(self._sql("INSERT INTO txs VALUES (?, ?, ?, ?)"),
                             [(number, i, t[0], t[1]) for i, t in enumerate(txs)])
-            puts, dels, hist = [], [], []
+            hist: list[tuple[str, int, int, str | None]] = []
+            final: dict[str, tuple[str | None, int]] = {}  # a later write wins
             for tx_index, wset in writes:
                 for key, value in wset:
                     hist.append((key, number, tx_index, value))
-                    if value is None:
-                        dels.append((key,))
-                    else:
-                        puts.append((key, value, number, tx_index))
+                    final[key] = (value, tx_index)
+            puts = [(k, v, number, t) for k, (v, t) in final.items() if v is not None]
+            dels = [(k,) for k, (v, _) in final.items() if v is None]
             for batch, sql in ((puts, upsert),
                                (dels, "DELETE FROM state WHERE key = ?"),
                                (hist, "INSERT INTO history VALUES (?, ?, ?, ?)")):
