@@ -133,7 +133,8 @@ def main() -> None:
                    help="transactions each client keeps in flight (default 32)")
     p.add_argument("--batch", type=int, default=2000, help="records per batch")
     p.add_argument("--backends", default=",".join(crypto.available_backends()))
-    p.add_argument("--dsn", default=None, help="PostgreSQL DSN (default SQLite)")
+    p.add_argument("--dsn", default=None,
+                   help="an empty PostgreSQL database (default: SQLite)")
     p.add_argument("--ledger", choices=["embedded", "fabric"], default="embedded")
     args = p.parse_args()
     if args.ledger == "fabric":
