@@ -173,6 +173,13 @@ class EmbeddedNode:
                 raise LedgerError(f"no ledger in {self.data_dir}")
             self._write_genesis()
         self.config = self._genesis_config()
+        if (not read_only and self.wallet.exists
+                and self.wallet.config()["root"] != self.config["root"]):
+            self.store.close()
+            if self._lock_file is not None:
+                self._lock_file.close()
+            raise LedgerError(f"the ledger in {dsn or sqlite_file} belongs to another "
+                              f"consortium than the keys in {self.wallet.root}")
         self.membership = Membership(self.config, self.backend)
         self._queue: queue.Queue[Endorsed | None] = queue.Queue()
         self._committed = threading.Condition()

@@ -465,3 +465,16 @@ def test_reopen_keeps_the_chain_and_one_writer(tmp_path: Path) -> None:
         assert node.verify().ok
     with pytest.raises(LedgerError, match="no ledger"):
         EmbeddedNode(tmp_path / "empty", read_only=True)
+
+
+def test_keys_of_another_consortium_are_refused(tmp_path: Path) -> None:
+    EmbeddedNode(tmp_path / "a").close()
+    EmbeddedNode(tmp_path / "b").close()
+    (tmp_path / "b" / "ledger.sqlite").unlink()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / "b" / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
+    import shutil
+    shutil.copy(tmp_path / "a" / "ledger.sqlite", tmp_path / "b" / "ledger.sqlite")
+    with pytest.raises(LedgerError, match="another consortium"):
+        EmbeddedNode(tmp_path / "b")
+    EmbeddedNode(tmp_path / "b", read_only=True).close()  # auditors may still read
