@@ -41,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, LedgerError, ContractError, ValueError, OSError) as e:
         print(f"cityunion: error: {e}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as e:  # an optional extra is not installed
+        print(f"cityunion: error: {args.command} needs the Python package "
+              f"{e.name!r}; install it with: pip install 'cityunion[api,postgres]'",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
