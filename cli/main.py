@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ModuleNotFoundError as e:  # an optional extra is not installed
         print(f"cityunion: error: {args.command} needs the Python package "
-              f"{e.name!r}; install it with: pip install 'cityunion[api,postgres]'",
+              f"{e.name!r}; install the extras: pip install -e '.[api,postgres]'",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
