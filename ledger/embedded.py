@@ -4,10 +4,11 @@ in one process, stored in SQLite (default) or PostgreSQL.
 Flow, as on Fabric: a client signs a proposal; the node checks the creator's
 certificate chain and signature and simulates the contract against committed
 state, recording reads (with versions) and writes (endorsement); the committer
-thread cuts blocks by count or time, marks a transaction whose reads went stale
-``MVCC_READ_CONFLICT`` (its writes are not applied), links the block to the
-previous one by SM3 hash, signs it with the node's SM2 key and writes it in one
-database transaction. ``submit`` returns only after that commit.
+(``ledger/committer.py``: a thread, or a process of its own) cuts blocks by count
+or time, marks a transaction whose reads went stale ``MVCC_READ_CONFLICT`` (its
+writes are not applied), links the block to the previous one by SM3 hash, signs
+it with the node's SM2 key and writes it in one database transaction. A submit's
+future resolves only after that commit.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import os
 import queue
 import secrets
 import threading
-import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,16 @@ from chaincode.errors import ContractError
 from chaincode.merkle import canonical_json
 from chaincode.stub import Creator, KeyModification
 from ledger import crypto
+from ledger.committer import (  # the status names are part of this module's API
+    DUPLICATE_TXID,
+    GENESIS_PREVIOUS,
+    MVCC_READ_CONFLICT,
+    PHANTOM_READ_CONFLICT,
+    VALID,
+    Committer,
+    Endorsed,
+    data_hash,
+)
 from ledger.msp import Identity, Membership, MembershipError, Wallet
 from ledger.protocol import (
     CommitError,
@@ -46,19 +56,10 @@ from ledger.protocol import (
 from ledger.store import Store, Version
 from network.consortium import load_consortium
 
-GENESIS_PREVIOUS = "0" * 64
-VALID = "VALID"
-MVCC_READ_CONFLICT = "MVCC_READ_CONFLICT"
-PHANTOM_READ_CONFLICT = "PHANTOM_READ_CONFLICT"
-
 
 def tx_id_for(nonce: bytes, creator: Creator) -> str:
     """As Fabric: a hash of the nonce and the serialized creator (SM3 here)."""
     return crypto.sm3_hex(nonce + creator.msp_id.encode() + creator.id_bytes)
-
-
-def data_hash(tx_bodies: list[str]) -> str:
-    return crypto.sm3_hex(b"".join(crypto.sm3(b.encode()) for b in tx_bodies))
 
 
 # ------------------------------------------------------------------ the stub
@@ -130,16 +131,6 @@ class EmbeddedStub:
         self.event = (name, payload)  # as on Fabric, only the last one survives
 
 
-@dataclass
-class Endorsed:
-    proposal: dict[str, Any]
-    signature: str
-    stub: EmbeddedStub
-    response: dict[str, Any]
-    events: list[dict[str, Any]]
-    future: Future[Receipt] = field(default_factory=Future)
-
-
 # ------------------------------------------------------------------ the node
 class EmbeddedNode:
     """One embedded ledger: storage, membership, endorsement and the committer."""
@@ -147,15 +138,19 @@ class EmbeddedNode:
     def __init__(self, data_dir: str | Path, *, dsn: str | None = None,
                  block_max_txs: int = 500, block_timeout: float = 0.002,
                  backend: crypto.Backend | None = None,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, committer: str = "thread") -> None:
+        """Open (creating if needed) the ledger in ``data_dir``, or in PostgreSQL
+        at ``dsn``. ``committer="process"`` commits in a process of its own, so
+        that endorsement and commit run on different cores."""
+        if committer not in ("thread", "process"):
+            raise ValueError(f"committer must be 'thread' or 'process', not "
+                             f"{committer!r}")
         self.data_dir = Path(data_dir)
         self.backend = backend or crypto.get_backend()
         self.wallet = Wallet(self.data_dir)
-        self.block_max_txs = block_max_txs
-        self.block_timeout = block_timeout
         self.read_only = read_only
         self._node_identity: Identity | None = None
-        self._last: tuple[int, str] | None = None  # (number, hash) of the tip
+        self._committer_kind = committer
         self._lock_file = None
         if not read_only:
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +162,9 @@ class EmbeddedNode:
             # not even an empty file: opening one would create it
             raise LedgerError(f"no ledger in {self.data_dir}")
         self.store = Store(dsn or sqlite_file)
+        self._writer = Committer(self.store,
+                                 lambda d: self._node().sign(d, self.backend),
+                                 block_max_txs, block_timeout)
         if self.store.height() == 0:
             if read_only:
                 self.store.close()
@@ -182,9 +180,30 @@ class EmbeddedNode:
                               f"consortium than the keys in {self.wallet.root}")
         self.membership = Membership(self.config, self.backend)
         self._queue: queue.Queue[Endorsed | None] = queue.Queue()
+        self._waiting: dict[str, deque[tuple[Future[Receipt], Endorsed]]] = {}
+        self._waiting_lock = threading.Lock()
         self._committed = threading.Condition()
         self._closed = False
         self._committer: threading.Thread | None = None
+        self._process: Any = None
+
+    @property
+    def block_max_txs(self) -> int:
+        """Cut a block at this many transactions (thread committer: live)."""
+        return self._writer.block_max_txs
+
+    @block_max_txs.setter
+    def block_max_txs(self, value: int) -> None:
+        self._writer.block_max_txs = value
+
+    @property
+    def block_timeout(self) -> float:
+        """Cut a block this many seconds after its first transaction."""
+        return self._writer.block_timeout
+
+    @block_timeout.setter
+    def block_timeout(self, value: float) -> None:
+        self._writer.block_timeout = value
 
     # -------------------------------------------------------------- lifecycle
     def _acquire_lock(self) -> Any:
@@ -201,6 +220,13 @@ class EmbeddedNode:
         return f
 
     def close(self) -> None:
+        if self._process is not None:
+            self._queue.put(None)  # the process's inbox, in that mode
+            if self._committer is not None:
+                self._committer.join()  # the receiver ends on "closed"
+            self._process.join(timeout=30)
+            self._process = None
+            self._committer = None
         if self._committer is not None:
             self._queue.put(None)
             self._committer.join()
@@ -229,38 +255,12 @@ class EmbeddedNode:
         config = self.wallet.config()
         body = canonical_json({"config": config,
                                "channel": load_consortium().channel}).decode()
-        self._write_block(0, [("genesis", body)], [], [],
-                          datetime.now(UTC).isoformat())
+        self._writer.write_block([("genesis", body)], [], [])
 
     def _genesis_config(self) -> dict[str, Any]:
         block = self.store.block(0)
         assert block is not None
         return dict(json.loads(block[3][0])["config"])
-
-    def _write_block(self, number: int, txs: list[tuple[str, str]],
-                     writes: list[tuple[int, list[tuple[str, str | None]]]],
-                     events: list[tuple[int, int, str, str, str]],
-                     timestamp: str) -> None:
-        previous = GENESIS_PREVIOUS if number == 0 else self._tip(number - 1)
-        header = canonical_json({
-            "number": number, "previous_hash": previous,
-            "data_hash": data_hash([b for _, b in txs]), "tx_count": len(txs),
-            "timestamp": timestamp}).decode()
-        block_hash = crypto.sm3_hex(header.encode())
-        signature = self._node().sign(bytes.fromhex(block_hash), self.backend).hex()
-        self.store.append_block(number, header, block_hash, signature, txs, writes,
-                                events)
-        self._last = (number, block_hash)
-
-    def _tip(self, number: int) -> str:
-        """Hash of block ``number``, the last one; kept in memory, since this
-        node is the only writer (the lock file sees to that)."""
-        if self._last is None or self._last[0] != number:
-            found = self.store.block_hash(number)
-            if found is None:
-                raise LedgerError(f"block {number} is missing")
-            self._last = (number, found)
-        return self._last[1]
 
     # ----------------------------------------------------------- endorsement
     def _check(self, proposal: dict[str, Any], signature: bytes) -> None:
@@ -286,121 +286,107 @@ class EmbeddedNode:
         if self.read_only or self._closed:
             raise LedgerError("this ledger is read-only or closed")
         stub, response = self.simulate(proposal, signature, transient)
-        events = json.loads(stub.event[1]) if stub.event else []
-        endorsed = Endorsed(proposal, signature.hex(), stub, json.loads(response),
-                            events)
+        endorsed = Endorsed(proposal, signature.hex(), stub.reads, stub.ranges,
+                            stub.writes, json.loads(response),
+                            json.loads(stub.event[1]) if stub.event else [])
+        future: Future[Receipt] = Future()
+        with self._waiting_lock:
+            self._waiting.setdefault(endorsed.tx_id, deque()).append(
+                (future, endorsed))
         if self._committer is None:
             self._start_committer()
         self._queue.put(endorsed)
-        return endorsed.future
+        return future
 
     # ------------------------------------------------------------- committer
     def _start_committer(self) -> None:
         with self._committed:
-            if self._committer is None:
-                self._committer = threading.Thread(target=self._commit_loop,
-                                                   name="committer", daemon=True)
-                self._committer.start()
+            if self._committer is not None:
+                return
+            if self._committer_kind == "thread":
+                target = self._commit_loop
+            else:
+                self._start_process()
+                target = self._receive_loop
+            self._committer = threading.Thread(target=target, name="committer",
+                                               daemon=True)
+            self._committer.start()
 
     def _commit_loop(self) -> None:
+        def get(timeout: float | None) -> Endorsed | None:
+            return self._queue.get(timeout=timeout)
+
         try:
-            self._commit_until_stopped()
+            stop = False
+            while not stop:
+                batch, stop = self._writer.cut(get)
+                if not batch:
+                    continue
+                try:
+                    number, statuses = self._writer.commit(batch)
+                except Exception as e:  # the block was not written
+                    self._fail([tx.tx_id for tx in batch], repr(e))
+                    continue
+                self._resolve(number, [(tx.tx_id, s) for tx, s in
+                                       zip(batch, statuses, strict=True)])
         finally:  # the committer's own connection, which close() cannot reach
             self.store.close()
 
-    def _commit_until_stopped(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
+    def _start_process(self) -> None:
+        import multiprocessing
+
+        from ledger import committer
+
+        ctx = multiprocessing.get_context("spawn")
+        inbox, self._outbox = ctx.Queue(), ctx.Queue()
+        self._queue = inbox  # type: ignore[assignment]
+        self._process = ctx.Process(
+            target=committer.serve, name="cityunion-committer", daemon=True,
+            args=(self.store.target, str(self.data_dir),
+                  load_consortium().center.name, self.backend.name,
+                  self._writer.block_max_txs, self._writer.block_timeout, inbox,
+                  self._outbox, os.getpid()))
+        self._process.start()
+
+    def _receive_loop(self) -> None:
+        while True:
+            message = self._outbox.get()
+            if message[0] == "block":
+                self._resolve(message[1], message[2])
+            elif message[0] == "failed":
+                self._fail(message[1], message[2])
+            else:  # "closed"
                 break
-            batch = [first]
-            deadline = time.monotonic() + self.block_timeout
-            while len(batch) < self.block_max_txs:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline -
-                                                       time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            try:
-                self._commit(batch)
-            except Exception as e:  # the block was not written: fail its txs
-                for tx in batch:
-                    if not tx.future.done():
-                        tx.future.set_exception(LedgerError(
-                            f"commit failed: {e}", tx.proposal["tx_id"]))
+        self._fail(list(self._waiting), "the committer stopped")
 
-    def _validate(self, tx: Endorsed, block_writes: dict[str, str | None],
-                  current: dict[str, tuple[str, Version]]) -> str:
-        """MVCC: every read must still be at the version seen in simulation,
-        counting writes of earlier valid transactions in this block."""
-        reads = tx.stub.reads
-        if any(key in block_writes for key in reads):
-            return MVCC_READ_CONFLICT
-        for key, version in reads.items():
-            hit = current.get(key)
-            if (hit[1] if hit else None) != version:
-                return MVCC_READ_CONFLICT
-        for start, end, seen in tx.stub.ranges:
-            if any(start <= k < end for k in block_writes):
-                return PHANTOM_READ_CONFLICT
-            now = [(k, v) for k, _, v in self.store.range(start, end)]
-            if now != seen:
-                return PHANTOM_READ_CONFLICT
-        return VALID
+    def _take(self, tx_id: str) -> tuple[Future[Receipt], Endorsed] | None:
+        with self._waiting_lock:
+            waiting = self._waiting.get(tx_id)
+            if not waiting:
+                return None
+            entry = waiting.popleft()
+            if not waiting:
+                del self._waiting[tx_id]
+            return entry
 
-    def _commit(self, batch: list[Endorsed]) -> None:
-        number = self._last[0] + 1 if self._last else self.store.height()
-        block_writes: dict[str, str | None] = {}
-        bodies: list[tuple[str, str]] = []
-        writes: list[tuple[int, list[tuple[str, str | None]]]] = []
-        events: list[tuple[int, int, str, str, str]] = []
-        statuses: list[str] = []
-        seen = self.store.known_tx_ids([tx.proposal["tx_id"] for tx in batch])
-        accepted = []
-        for tx in batch:  # a replayed tx id is refused, never stored twice
-            tx_id = tx.proposal["tx_id"]
-            if tx_id in seen:
-                tx.future.set_exception(SubmitError(f"duplicate tx id {tx_id}",
-                                                    tx_id))
-            else:
-                seen.add(tx_id)
-                accepted.append(tx)
-        if not accepted:
-            return
-        batch[:] = accepted
-        current = self.store.get_states(sorted({k for tx in batch
-                                                for k in tx.stub.reads}))
-        for index, tx in enumerate(batch):
-            tx_id = tx.proposal["tx_id"]
-            status = self._validate(tx, block_writes, current)
-            wset = list(tx.stub.writes.items())
-            body = canonical_json({
-                "proposal": tx.proposal, "signature": tx.signature,
-                "result": {"reads": sorted([k, list(v) if v else None]
-                                           for k, v in tx.stub.reads.items()),
-                           "writes": [[k, v] for k, v in wset],
-                           "response": tx.response, "events": tx.events},
-                "validation": status}).decode()
-            bodies.append((tx_id, body))
-            statuses.append(status)
-            if status == VALID:
-                block_writes.update(wset)
-                writes.append((index, wset))
-                events.extend((index, i, tx_id, ev["type"], canonical_json(ev)
-                               .decode()) for i, ev in enumerate(tx.events))
-        self._write_block(number, bodies, writes, events,
-                          datetime.now(UTC).isoformat())
-        with self._committed:
+    def _resolve(self, number: int, outcomes: list[tuple[str, str]]) -> None:
+        with self._committed:  # followers read the block after this wakes them
             self._committed.notify_all()
-        for tx, status in zip(batch, statuses, strict=True):
-            receipt = Receipt(tx.proposal["tx_id"], number, status, tx.response,
-                              tx.events if status == VALID else [])
-            tx.future.set_result(receipt)
+        for tx_id, status in outcomes:
+            entry = self._take(tx_id)
+            if entry is None:
+                continue
+            future, tx = entry
+            if status == DUPLICATE_TXID:
+                future.set_exception(SubmitError(f"duplicate tx id {tx_id}", tx_id))
+            else:
+                future.set_result(Receipt(tx_id, number, status, tx.response,
+                                          tx.events if status == VALID else []))
+
+    def _fail(self, tx_ids: list[str], why: str) -> None:
+        for tx_id in tx_ids:
+            while (entry := self._take(tx_id)) is not None:
+                entry[0].set_exception(LedgerError(f"commit failed: {why}", tx_id))
 
     # ---------------------------------------------------------------- reads
     def events(self, after: Position | None = None,
@@ -526,4 +512,5 @@ class EmbeddedLedger:
         return self.node.verify()
 
 
-__all__ = ["ContractError", "EmbeddedLedger", "EmbeddedNode"]
+__all__ = ["GENESIS_PREVIOUS", "MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT",
+           "VALID", "ContractError", "EmbeddedLedger", "EmbeddedNode", "data_hash"]

@@ -27,10 +27,10 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (block, tx, idx));
 CREATE TABLE IF NOT EXISTS state (
     key {key} PRIMARY KEY, value TEXT NOT NULL, block BIGINT NOT NULL,
-    tx INTEGER NOT NULL);
+    tx INTEGER NOT NULL){clustered};
 CREATE TABLE IF NOT EXISTS history (
     key {key} NOT NULL, block BIGINT NOT NULL, tx INTEGER NOT NULL, value TEXT,
-    PRIMARY KEY (key, block, tx));
+    PRIMARY KEY (key, block, tx)){clustered};
 """
 
 # Keys compare and sort byte-wise, as on Fabric: range scans end at "\x7f" and
@@ -50,8 +50,10 @@ class Store:
         self.target = str(target)
         self.is_postgres = self.target.startswith(("postgresql://", "postgres://"))
         self._local = threading.local()
-        schema = SCHEMA.format(key=KEY_TYPE["postgres" if self.is_postgres
-                                            else "sqlite"])
+        dialect = "postgres" if self.is_postgres else "sqlite"
+        # SQLite: keyed tables without a rowid are one B-tree, not two.
+        schema = SCHEMA.format(key=KEY_TYPE[dialect],
+                               clustered="" if self.is_postgres else " WITHOUT ROWID")
         with self._tx() as cur:
             for stmt in schema.split(";"):
                 if stmt.strip():

@@ -93,7 +93,7 @@ def _check_block(store: Store, backend: crypto.Backend, number: int, previous: s
     from the block itself when it is the genesis block). ``transactions=False``
     checks the header, the link, the data hash and the node signature only.
     """
-    from ledger.embedded import VALID, data_hash
+    from ledger.committer import VALID, data_hash
 
     found = store.block(number)
     if found is None:
@@ -181,7 +181,7 @@ def verify_blocks(store: Store, backend: crypto.Backend, start: int, end: int,
 def verify_chain(store: Store, backend: crypto.Backend,
                  progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Re-check the whole chain; ``progress(block, height)`` is called per block."""
-    from ledger.embedded import VALID
+    from ledger.committer import VALID
 
     height = store.height()
     counts = {"tx": 0, "events": 0}

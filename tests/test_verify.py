@@ -97,6 +97,9 @@ def _sql(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         return list(conn.execute(sql, params).fetchall())
 
 
+CLUSTERED = {"state": ("key",), "history": ("key", "block", "tx")}  # no rowid
+
+
 def flip(text: str, offset: int) -> str:
     """The text with one character changed (hex digits stay hex digits)."""
     c = text[offset]
@@ -109,17 +112,21 @@ def flip(text: str, offset: int) -> str:
 def changed(chain: Chain, table: str, column: str, where: str,
             params: tuple[Any, ...], offset: int | None = None) -> Iterator[str]:
     """Flip one character of one stored value; restore it afterwards."""
-    rows = _sql(chain.db, f"SELECT rowid, {column} FROM {table} WHERE {where}",
-                params)
+    # Address the row by its identity, as the change may hit the columns of
+    # ``where``: the rowid, or the primary key of a table without one.
+    ident = CLUSTERED.get(table, ("rowid",))
+    rows = _sql(chain.db, f"SELECT {', '.join(ident)}, {column} FROM {table} "
+                f"WHERE {where}", params)
     assert len(rows) == 1, f"{table}.{column} WHERE {where} {params}: {rows}"
-    rowid, old = rows[0]  # by rowid: the change may hit the columns of ``where``
+    *row_id, old = rows[0]
     new = flip(old, len(old) // 2 if offset is None else offset)
-    update = f"UPDATE {table} SET {column} = ? WHERE rowid = ?"
-    _sql(chain.db, update, (new, rowid))
+    match = " AND ".join(f"{c} = ?" for c in ident)
+    _sql(chain.db, f"UPDATE {table} SET {column} = ? WHERE {match}", (new, *row_id))
     try:
         yield new
     finally:
-        _sql(chain.db, update, (old, rowid))
+        key = [new if c == column else v for c, v in zip(ident, row_id, strict=True)]
+        _sql(chain.db, f"UPDATE {table} SET {column} = ? WHERE {match}", (old, *key))
     assert chain.verify().ok, "restoring the file failed"
 
 
