@@ -35,19 +35,15 @@ def data_hash(tx_bodies: list[str]) -> str:
 
 @dataclass
 class Endorsed:
-    """A simulated transaction waiting for its block (picklable)."""
+    """A simulated transaction waiting for its block (picklable, so that it can
+    travel to a committer process)."""
 
-    proposal: dict[str, Any]
-    signature: str
+    tx_id: str
+    body_prefix: str  # the canonical tx body up to its validation status
     reads: dict[str, Version | None]
     ranges: list[tuple[str, str, list[tuple[str, Version]]]]
     writes: dict[str, str | None]
-    response: dict[str, Any]
-    events: list[dict[str, Any]]
-
-    @property
-    def tx_id(self) -> str:
-        return str(self.proposal["tx_id"])
+    events: list[tuple[str, str]]  # (type, canonical JSON) of each event
 
 
 Sign = Callable[[bytes], bytes]
@@ -152,22 +148,14 @@ class Committer:
         results: list[str] = []
         for index, tx in enumerate(accepted):
             status = self._validate(tx, block_writes, current)
-            wset = list(tx.writes.items())
-            body = canonical_json({
-                "proposal": tx.proposal, "signature": tx.signature,
-                "result": {"reads": sorted([k, list(v) if v else None]
-                                           for k, v in tx.reads.items()),
-                           "writes": [[k, v] for k, v in wset],
-                           "response": tx.response, "events": tx.events},
-                "validation": status}).decode()
-            bodies.append((tx.tx_id, body))
+            bodies.append((tx.tx_id, f'{tx.body_prefix}{status}"}}'))
             results.append(status)
             if status == VALID:
+                wset = list(tx.writes.items())
                 block_writes.update(wset)
                 writes.append((index, wset))
-                events.extend((index, i, tx.tx_id, ev["type"],
-                               canonical_json(ev).decode())
-                              for i, ev in enumerate(tx.events))
+                events.extend((index, i, tx.tx_id, kind, text)
+                              for i, (kind, text) in enumerate(tx.events))
         number = self.write_block(bodies, writes, events)
         it = iter(results)
         return number, [s or next(it) for s in statuses]

@@ -75,6 +75,7 @@ class EmbeddedStub:
         self.ranges: list[tuple[str, str, list[tuple[str, Version]]]] = []
         self.writes: dict[str, str | None] = {}
         self.event: tuple[str, bytes] | None = None
+        self.proposal_text = ""  # the signed bytes, set once they are checked
 
     def get_args(self) -> list[bytes]:
         return [self.proposal["function"].encode(), self.proposal["args"].encode()]
@@ -131,6 +132,10 @@ class EmbeddedStub:
         self.event = (name, payload)  # as on Fabric, only the last one survives
 
 
+# A submitted transaction's future, with the response and events for its receipt.
+Waiting = tuple[Future[Receipt], dict[str, Any], list[dict[str, Any]]]
+
+
 # ------------------------------------------------------------------ the node
 class EmbeddedNode:
     """One embedded ledger: storage, membership, endorsement and the committer."""
@@ -180,7 +185,7 @@ class EmbeddedNode:
                               f"consortium than the keys in {self.wallet.root}")
         self.membership = Membership(self.config, self.backend)
         self._queue: queue.Queue[Endorsed | None] = queue.Queue()
-        self._waiting: dict[str, deque[tuple[Future[Receipt], Endorsed]]] = {}
+        self._waiting: dict[str, deque[Waiting]] = {}  # by tx id
         self._waiting_lock = threading.Lock()
         self._committed = threading.Condition()
         self._closed = False
@@ -263,22 +268,26 @@ class EmbeddedNode:
         return dict(json.loads(block[3][0])["config"])
 
     # ----------------------------------------------------------- endorsement
-    def _check(self, proposal: dict[str, Any], signature: bytes) -> None:
+    def _check(self, proposal: dict[str, Any], signature: bytes) -> bytes:
+        """The proposal's signed bytes, once its creator and signature check."""
         creator = Creator(proposal["creator"]["msp_id"],
                           proposal["creator"]["certificate"].encode())
         try:
             public = self.membership.public_key_of(creator)
         except MembershipError as e:
             raise EndorseError(f"creator rejected: {e}", proposal["tx_id"]) from e
-        if not self.backend.sm2_verify(public, canonical_json(proposal), signature):
+        signed = canonical_json(proposal)
+        if not self.backend.sm2_verify(public, signed, signature):
             raise EndorseError("proposal signature does not verify",
                                proposal["tx_id"])
+        return signed
 
     def simulate(self, proposal: dict[str, Any], signature: bytes,
                  transient: dict[str, bytes] | None) -> tuple[EmbeddedStub, bytes]:
         """Check the creator and run the contract; raises ContractError."""
-        self._check(proposal, signature)
+        signed = self._check(proposal, signature)
         stub = EmbeddedStub(self.store, proposal, transient)
+        stub.proposal_text = signed.decode()
         return stub, contract.invoke(stub)
 
     def submit(self, proposal: dict[str, Any], signature: bytes,
@@ -286,13 +295,28 @@ class EmbeddedNode:
         if self.read_only or self._closed:
             raise LedgerError("this ledger is read-only or closed")
         stub, response = self.simulate(proposal, signature, transient)
-        endorsed = Endorsed(proposal, signature.hex(), stub.reads, stub.ranges,
-                            stub.writes, json.loads(response),
-                            json.loads(stub.event[1]) if stub.event else [])
+        events = json.loads(stub.event[1]) if stub.event else []
+        event_texts = [canonical_json(ev).decode() for ev in events]
+        # The tx body is canonical JSON with keys proposal < result < signature <
+        # validation; every part but the status is known now, so it is built
+        # here, beside endorsement, and the committer only appends the status.
+        result = (f'{{"events":[{",".join(event_texts)}],"reads":'
+                  + canonical_json(sorted([k, list(v) if v else None]
+                                          for k, v in stub.reads.items())).decode()
+                  + f',"response":{response.decode()},"writes":'
+                  + canonical_json([[k, v] for k, v in stub.writes.items()]).decode()
+                  + "}")
+        endorsed = Endorsed(
+            proposal["tx_id"],
+            f'{{"proposal":{stub.proposal_text},"result":{result},"signature":'
+            f'"{signature.hex()}","validation":"',
+            stub.reads, stub.ranges, stub.writes,
+            [(ev["type"], text) for ev, text in zip(events, event_texts,
+                                                    strict=True)])
         future: Future[Receipt] = Future()
         with self._waiting_lock:
             self._waiting.setdefault(endorsed.tx_id, deque()).append(
-                (future, endorsed))
+                (future, json.loads(response), events))
         if self._committer is None:
             self._start_committer()
         self._queue.put(endorsed)
@@ -359,7 +383,7 @@ class EmbeddedNode:
                 break
         self._fail(list(self._waiting), "the committer stopped")
 
-    def _take(self, tx_id: str) -> tuple[Future[Receipt], Endorsed] | None:
+    def _take(self, tx_id: str) -> Waiting | None:
         with self._waiting_lock:
             waiting = self._waiting.get(tx_id)
             if not waiting:
@@ -376,12 +400,12 @@ class EmbeddedNode:
             entry = self._take(tx_id)
             if entry is None:
                 continue
-            future, tx = entry
+            future, response, events = entry
             if status == DUPLICATE_TXID:
                 future.set_exception(SubmitError(f"duplicate tx id {tx_id}", tx_id))
             else:
-                future.set_result(Receipt(tx_id, number, status, tx.response,
-                                          tx.events if status == VALID else []))
+                future.set_result(Receipt(tx_id, number, status, response,
+                                          events if status == VALID else []))
 
     def _fail(self, tx_ids: list[str], why: str) -> None:
         for tx_id in tx_ids:
