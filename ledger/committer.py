@@ -9,6 +9,7 @@ receipts come back over a queue and the node resolves its futures with them.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import time
@@ -47,6 +48,25 @@ class Endorsed:
 
 
 Sign = Callable[[bytes], bytes]
+
+
+def writer_lock(data_dir: Path, wait: float = 15.0) -> Any:
+    """Hold ``committer.lock`` in ``data_dir``: whoever writes blocks holds it,
+    a thread of the node or a committer process. A committer process left over
+    by a killed node finishes its block and exits within a second or two; this
+    waits for it rather than letting two writers race."""
+    f = open(data_dir / "committer.lock", "a+")  # noqa: SIM115 - held open
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                f.close()
+                raise TimeoutError(f"another committer still writes to the "
+                                   f"ledger in {data_dir}") from None
+            time.sleep(0.05)
 
 
 class Committer:
@@ -169,6 +189,7 @@ def serve(target: str, data_dir: str, center: str, backend: str,
     ``outbox``. Ends on None, or when the node's process is gone."""
     from ledger.msp import Wallet
 
+    lock = writer_lock(Path(data_dir))  # released when this process ends
     identity = Wallet(Path(data_dir)).identity(center, "node")
     crypto_backend = crypto.get_backend(backend)
     store = Store(target)
@@ -200,6 +221,7 @@ def serve(target: str, data_dir: str, center: str, backend: str,
                                                            strict=True)]))
     finally:
         store.close()
+        lock.close()
         outbox.put(("closed",))
 
 

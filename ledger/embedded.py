@@ -40,6 +40,7 @@ from ledger.committer import (  # the status names are part of this module's API
     Committer,
     Endorsed,
     data_hash,
+    writer_lock,
 )
 from ledger.msp import Identity, Membership, MembershipError, Wallet
 from ledger.protocol import (
@@ -160,6 +161,11 @@ class EmbeddedNode:
         if not read_only:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._lock_file = self._acquire_lock()
+            try:
+                self._writer_lock: Any = writer_lock(self.data_dir)
+            except TimeoutError as e:
+                self._lock_file.close()
+                raise LedgerError(str(e)) from None
             if not self.wallet.exists:
                 self.wallet.create(self.backend)
         sqlite_file = self.data_dir / "ledger.sqlite"
@@ -180,6 +186,7 @@ class EmbeddedNode:
                 and self.wallet.config()["root"] != self.config["root"]):
             self.store.close()
             if self._lock_file is not None:
+                self._writer_lock.close()
                 self._lock_file.close()
             raise LedgerError(f"the ledger in {dsn or sqlite_file} belongs to another "
                               f"consortium than the keys in {self.wallet.root}")
@@ -241,6 +248,7 @@ class EmbeddedNode:
             self._committed.notify_all()
         self.store.close()
         if self._lock_file is not None:
+            self._writer_lock.close()
             self._lock_file.close()
             self._lock_file = None
 
@@ -361,6 +369,7 @@ class EmbeddedNode:
 
         from ledger import committer
 
+        self._writer_lock.close()  # the committer process takes it over
         ctx = multiprocessing.get_context("spawn")
         inbox, self._outbox = ctx.Queue(), ctx.Queue()
         self._queue = inbox  # type: ignore[assignment]

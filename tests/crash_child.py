@@ -1,8 +1,9 @@
 """Submit forever from several threads, printing each acknowledged tx id.
 
-``python crash_child.py DATA_DIR THREADS``. test_crash kills this process with
-SIGKILL at a random moment: every tx id printed before that was acknowledged
-(``submit`` returned after the block's database commit) and must survive.
+``python crash_child.py DATA_DIR THREADS [thread|process]`` (the committer).
+test_crash kills this process with SIGKILL at a random moment: every tx id
+printed before that was acknowledged (``submit`` returned after the block's
+database commit) and must survive.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ USERS = [(city, user) for city in ("Shanghai", "Kunshan", "Taicang")
          for user in ("transport", "health", "admin")]
 
 
-def main(data_dir: str, threads: int) -> None:
-    node = EmbeddedNode(data_dir)
+def main(data_dir: str, threads: int, committer: str) -> None:
+    node = EmbeddedNode(data_dir, committer=committer)
     out = threading.Lock()
 
     def work(index: int) -> None:
@@ -44,4 +45,5 @@ def main(data_dir: str, threads: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]),
+         sys.argv[3] if len(sys.argv) > 3 else "thread")

@@ -478,3 +478,43 @@ def test_keys_of_another_consortium_are_refused(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="another consortium"):
         EmbeddedNode(tmp_path / "b")
     EmbeddedNode(tmp_path / "b", read_only=True).close()  # auditors may still read
+
+
+def test_a_committer_process_commits_what_a_thread_would(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same scenario, MVCC conflict and replay refusal with the committer in
+    a process of its own; followers are woken by its receipts."""
+    with EmbeddedNode(tmp_path / "p", committer="process") as node:
+        ids = Clients(node)
+        receipts = run_scenario(ids)
+        assert all(r.status == VALID for r in receipts.values())
+        assert [e.tx_id for e in node.events()][-1] == list(receipts.values())[-1].tx_id
+        ks = ids("Kunshan", "transport")
+        made = [ks.submit("RegisterIdentifier", identifier_args(kind)).result["id"]
+                for kind in ("object", "place")]
+        # two links of the same object, simulated before either commits
+        pending = [node.submit(*ks._proposal("LinkIdentifier", {
+            "identifier_id": made[0], "target_id": made[1], "relation": rel}))
+            for rel in ("attached", "contains")]
+        statuses = sorted(f.result(timeout=30).status for f in pending)
+        assert statuses == [MVCC_READ_CONFLICT, VALID]
+        proposal, signature = ks._proposal("RegisterIdentifier", identifier_args())
+        endorsed = node.simulate(proposal, signature, None)
+        with monkeypatch.context() as m:  # a replay that passed endorsement
+            m.setattr(node, "simulate", lambda *_: endorsed)
+            assert node.submit(proposal, signature).result(timeout=30).status == VALID
+            with pytest.raises(SubmitError, match="duplicate tx id"):
+                node.submit(proposal, signature).result(timeout=30)
+        last = list(node.events())[-1].position
+        got: list[CommittedEvent] = []
+        follower = threading.Thread(target=lambda: got.append(
+            next(node.events(after=last, follow=True))), daemon=True)
+        follower.start()
+        later = ks.submit("RegisterIdentifier", identifier_args())
+        follower.join(10)
+        assert got and got[0].tx_id == later.tx_id
+        height = node.height()
+    with EmbeddedNode(tmp_path / "p") as node:  # reopened with a thread committer
+        assert node.height() == height
+        report = node.verify()
+        assert report.ok, report
