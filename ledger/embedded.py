@@ -133,6 +133,31 @@ class EmbeddedStub:
         self.event = (name, payload)  # as on Fabric, only the last one survives
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _split_events(payload: bytes) -> tuple[list[dict[str, Any]], list[str]]:
+    """The chaincode event's list of domain events, parsed, and each one's own
+    text: the contract writes canonical JSON (no whitespace), so the span the
+    decoder consumed for an element is that element's canonical JSON."""
+    text = payload.decode()
+    events: list[dict[str, Any]] = []
+    texts: list[str] = []
+    try:
+        pos = 1
+        while text[pos] != "]":
+            event, end = _DECODER.raw_decode(text, pos)
+            events.append(event)
+            texts.append(text[pos:end])
+            pos = end + 1 if text[end] == "," else end
+    except (ValueError, IndexError):
+        pass
+    if f"[{','.join(texts)}]" != text:  # not compact: parse and encode each one
+        events = json.loads(text)
+        texts = [canonical_json(ev).decode() for ev in events]
+    return events, texts
+
+
 # A submitted transaction's future, with the response and events for its receipt.
 Waiting = tuple[Future[Receipt], dict[str, Any], list[dict[str, Any]]]
 
@@ -303,8 +328,7 @@ class EmbeddedNode:
         if self.read_only or self._closed:
             raise LedgerError("this ledger is read-only or closed")
         stub, response = self.simulate(proposal, signature, transient)
-        events = json.loads(stub.event[1]) if stub.event else []
-        event_texts = [canonical_json(ev).decode() for ev in events]
+        events, event_texts = _split_events(stub.event[1] if stub.event else b"[]")
         # The tx body is canonical JSON with keys proposal < result < signature <
         # validation; every part but the status is known now, so it is built
         # here, beside endorsement, and the committer only appends the status.

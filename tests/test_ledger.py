@@ -518,3 +518,15 @@ def test_a_committer_process_commits_what_a_thread_would(
         assert node.height() == height
         report = node.verify()
         assert report.ok, report
+
+
+def test_chaincode_event_lists_split_into_canonical_events() -> None:
+    from ledger.embedded import _split_events
+
+    events = [{"type": "A", "data": {"b": [1, 2], "a": "x,y]"}}, {"type": "B"}]
+    compact = canonical_json(events)
+    assert _split_events(compact) == (events, [canonical_json(e).decode()
+                                               for e in events])
+    spaced = json.dumps(events, indent=1).encode()  # not as the contract writes
+    assert _split_events(spaced) == _split_events(compact)
+    assert _split_events(b"[]") == ([], [])
