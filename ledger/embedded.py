@@ -223,6 +223,7 @@ class EmbeddedNode:
         self._closed = False
         self._committer: threading.Thread | None = None
         self._process: Any = None
+        self._broken = ""  # why the committer process is gone, once it is
 
     @property
     def block_max_txs(self) -> int:
@@ -347,6 +348,8 @@ class EmbeddedNode:
                                                     strict=True)])
         future: Future[Receipt] = Future()
         with self._waiting_lock:
+            if self._broken:
+                raise LedgerError(self._broken, endorsed.tx_id)
             self._waiting.setdefault(endorsed.tx_id, deque()).append(
                 (future, json.loads(response), events))
         if self._committer is None:
@@ -406,15 +409,25 @@ class EmbeddedNode:
         self._process.start()
 
     def _receive_loop(self) -> None:
+        why = "the committer stopped"
         while True:
-            message = self._outbox.get()
+            try:
+                message = self._outbox.get(timeout=1.0)
+            except queue.Empty:
+                if self._process.is_alive():
+                    continue
+                why = (f"the committer process ended (exit code "
+                       f"{self._process.exitcode}); see its error output")
+                break
             if message[0] == "block":
                 self._resolve(message[1], message[2])
             elif message[0] == "failed":
                 self._fail(message[1], message[2])
             else:  # "closed"
                 break
-        self._fail(list(self._waiting), "the committer stopped")
+        with self._waiting_lock:  # no submit may wait on a committer now gone
+            self._broken = why
+        self._fail(list(self._waiting), why)
 
     def _take(self, tx_id: str) -> Waiting | None:
         with self._waiting_lock:

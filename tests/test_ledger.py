@@ -530,3 +530,19 @@ def test_chaincode_event_lists_split_into_canonical_events() -> None:
     spaced = json.dumps(events, indent=1).encode()  # not as the contract writes
     assert _split_events(spaced) == _split_events(compact)
     assert _split_events(b"[]") == ([], [])
+
+
+def test_a_dead_committer_process_fails_submits_instead_of_hanging(
+        tmp_path: Path) -> None:
+    with EmbeddedNode(tmp_path / "p", committer="process") as node:
+        node_key = node.wallet.root / "Center" / "users" / "node.key"
+        key = node_key.read_bytes()
+        node_key.unlink()  # the committer process cannot start without it
+        client = Clients(node)("Kunshan", "transport")
+        try:
+            with pytest.raises(LedgerError, match="committer process ended"):
+                client.submit("RegisterIdentifier", identifier_args())
+            with pytest.raises(LedgerError, match="committer process ended"):
+                client.submit("RegisterIdentifier", identifier_args())
+        finally:
+            node_key.write_bytes(key)
