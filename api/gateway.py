@@ -54,7 +54,8 @@ class Gateway:
             raise LedgerUnavailable(
                 "the Fabric ledger is not available in this build (its binaries "
                 "cannot be obtained here); use --ledger embedded")
-        return cls(EmbeddedNode(settings.data_dir, dsn=settings.ledger_dsn))
+        return cls(EmbeddedNode(settings.data_dir, dsn=settings.ledger_dsn,
+                                committer=settings.committer))
 
     def close(self) -> None:
         self.node.close()

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     ledger: Literal["embedded", "fabric"] = "embedded"
     ledger_dsn: str | None = None  # embedded ledger in PostgreSQL
+    # the embedded committer as a thread, or a process (more throughput, 2 cores)
+    committer: Literal["thread", "process"] = "thread"
     database: str | None = None  # read models; default: SQLite in data_dir
     host: str = "127.0.0.1"
     port: int = 8000
