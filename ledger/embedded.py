@@ -326,6 +326,9 @@ class EmbeddedNode:
 
     def submit(self, proposal: dict[str, Any], signature: bytes,
                transient: dict[str, bytes] | None = None) -> Future[Receipt]:
+        """Endorse now (raises a ContractError or EndorseError at once) and hand
+        the transaction to the committer; the future gives its receipt, whose
+        status says whether it committed VALID."""
         if self.read_only or self._closed:
             raise LedgerError("this ledger is read-only or closed")
         stub, response = self.simulate(proposal, signature, transient)
