@@ -91,6 +91,14 @@ class Reads:
     async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
         return await run_in_threadpool(fn, self.db, *args)
 
+    async def one(self, fn: Callable[..., T | None], key: object, what: str,
+                  field: str) -> T:
+        """``fn(db, key)``'s row, or a 404 problem naming ``field``."""
+        row = await self(fn, key)
+        if row is None:
+            raise not_found(what, key, field)
+        return row
+
 
 async def _reads(runtime: RuntimeDep) -> Reads:
     return Reads(runtime.db)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
-from api.deps import CurrentIdentity, PageDep, ReadDB, not_found
+from api.deps import CurrentIdentity, PageDep, ReadDB
 from api.problems import RESPONSES
 from api.schemas import Page
 from projections import queries
@@ -40,7 +40,5 @@ async def list_blocks(_: CurrentIdentity, read: ReadDB, page: PageDep,
 @router.get("/{number}")
 async def get_block(number: Annotated[int, Path(ge=0)], _: CurrentIdentity,
                     read: ReadDB) -> BlockOut:
-    row = await read(queries.block, number)
-    if row is None:
-        raise not_found("block", number, "number")
+    row = await read.one(queries.block, number, "block", "number")
     return BlockOut.model_validate(row)

@@ -15,7 +15,6 @@ from api.deps import (
     LedgerDep,
     PageDep,
     ReadDB,
-    not_found,
     scope_city,
     submit,
 )
@@ -122,9 +121,8 @@ async def list_batches(p: CurrentIdentity, read: ReadDB, page: PageDep,
 async def get_batch(batch_id: UUID, p: CurrentIdentity,
                     read: ReadDB) -> CardBatchDetail:
     """One batch with record counts and amounts per issuer city and status."""
-    row = await read(queries.card_batch, str(batch_id))
-    if row is None:
-        raise not_found("card batch", batch_id, "batch_id")
+    row = await read.one(queries.card_batch, str(batch_id), "card batch",
+                         "batch_id")
     cities = {row["acquirer_city"], *(i["issuer_city"] for i in row["issuers"])}
     if not p.sees_every_city and p.city not in cities:
         raise Problem(403, "forbidden-city", f"batch {batch_id} does not involve "

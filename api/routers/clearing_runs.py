@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.deps import CurrentIdentity, LedgerDep, PageDep, ReadDB, not_found, submit
+from api.deps import CurrentIdentity, LedgerDep, PageDep, ReadDB, submit
 from api.problems import RESPONSES
 from api.schemas import CommandResult, Page, Request
 from chaincode.contract import Day
@@ -51,7 +51,7 @@ async def run_clearing(body: ClearingRunCreate, p: CurrentIdentity,
     """RunClearing (center admin): nets every non-disputed record of the day;
     the day is closed afterwards."""
     return await submit(gateway, p, "RunClearing",
-                                           body.model_dump(mode="json"))
+                        body.model_dump(mode="json"))
 
 
 @router.get("")
@@ -70,7 +70,6 @@ async def list_runs(_: CurrentIdentity, read: ReadDB, page: PageDep,
 async def get_run(business_day: Day, _: CurrentIdentity,
                   read: ReadDB) -> ClearingRunDetail:
     """One day's run with each city's net position (they sum to zero)."""
-    row = await read(queries.clearing_run, business_day)
-    if row is None:
-        raise not_found("clearing run for", business_day, "business_day")
+    row = await read.one(queries.clearing_run, business_day, "clearing run for",
+                         "business_day")
     return ClearingRunDetail.model_validate(row)

@@ -15,7 +15,6 @@ from api.deps import (
     LedgerDep,
     PageDep,
     ReadDB,
-    not_found,
     scope_city,
     submit,
 )
@@ -70,7 +69,7 @@ async def apply_code_scheme(body: CodeSchemeCreate, p: CurrentIdentity,
                             gateway: LedgerDep) -> CommandResult:
     """ApplyCodeScheme (department): the caller's registered department applies."""
     return await submit(gateway, p, "ApplyCodeScheme",
-                                           body.model_dump(mode="json"))
+                        body.model_dump(mode="json"))
 
 
 @router.post("/{scheme_id}/approve")
@@ -105,8 +104,7 @@ async def list_code_schemes(p: CurrentIdentity, read: ReadDB, page: PageDep,
 @router.get("/{scheme_id}")
 async def get_code_scheme(scheme_id: UUID, p: CurrentIdentity,
                           read: ReadDB) -> CodeSchemeOut:
-    row = await read(queries.code_scheme, str(scheme_id))
-    if row is None:
-        raise not_found("code scheme", scheme_id, "scheme_id")
+    row = await read.one(queries.code_scheme, str(scheme_id), "code scheme",
+                         "scheme_id")
     scope_city(p, row["city"], "scheme_id")
     return CodeSchemeOut.model_validate(row)

@@ -14,7 +14,6 @@ from api.deps import (
     LedgerDep,
     PageDep,
     ReadDB,
-    not_found,
     scope_city,
     submit,
 )
@@ -49,7 +48,7 @@ async def register_department(body: DepartmentCreate, p: CurrentIdentity,
                               gateway: LedgerDep) -> CommandResult:
     """RegisterDepartment (city admin), in the admin's own city."""
     return await submit(gateway, p, "RegisterDepartment",
-                                           body.model_dump(mode="json"))
+                        body.model_dump(mode="json"))
 
 
 @router.get("")
@@ -64,8 +63,7 @@ async def list_departments(p: CurrentIdentity, read: ReadDB, page: PageDep,
 @router.get("/{department_id}")
 async def get_department(department_id: UUID, p: CurrentIdentity,
                          read: ReadDB) -> DepartmentOut:
-    row = await read(queries.department, str(department_id))
-    if row is None:
-        raise not_found("department", department_id, "department_id")
+    row = await read.one(queries.department, str(department_id), "department",
+                         "department_id")
     scope_city(p, row["city"], "department_id")
     return DepartmentOut.model_validate(row)

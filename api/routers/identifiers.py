@@ -14,7 +14,6 @@ from api.deps import (
     LedgerDep,
     PageDep,
     ReadDB,
-    not_found,
     scope_city,
     submit,
 )
@@ -126,8 +125,7 @@ async def list_identifiers(p: CurrentIdentity, read: ReadDB, page: PageDep,
 async def get_identifier(identifier_id: UUID, p: CurrentIdentity,
                          read: ReadDB) -> IdentifierDetail:
     """One identifier with its links both ways."""
-    row = await read(queries.identifier, str(identifier_id))
-    if row is None:
-        raise not_found("identifier", identifier_id, "identifier_id")
+    row = await read.one(queries.identifier, str(identifier_id), "identifier",
+                         "identifier_id")
     scope_city(p, row["city"], "identifier_id")
     return IdentifierDetail.model_validate(row)
