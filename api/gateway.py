@@ -18,15 +18,11 @@ from api.settings import Settings
 from api.tokens import Principal
 from chaincode.contract import COMMANDS
 from chaincode.identity import Role
-from ledger.embedded import EmbeddedLedger, EmbeddedNode
-from ledger.msp import Identity, MembershipError
-from ledger.protocol import LedgerError, Receipt, VerifyReport
-from ledger.verify import verify_blocks
+from ledger.connect import connect
+from ledger.protocol import Connection, Ledger, LedgerError, Receipt, VerifyReport
 from network.consortium import load_consortium
 
 log = logging.getLogger(__name__)
-WALLET_NAMES = {Role.CENTER_ADMIN: "admin", Role.CITY_ADMIN: "admin",
-                Role.TERMINAL: "terminal", Role.AUDITOR: "auditor"}
 
 
 class LedgerUnavailable(LedgerError):
@@ -41,46 +37,37 @@ def allowed_roles(function: str) -> frozenset[Role]:
 class Gateway:
     """Submits commands as the caller's identity; reads for auditors."""
 
-    def __init__(self, node: EmbeddedNode) -> None:
-        self.node = node
-        self._ledgers: dict[tuple[str, Role, str | None], EmbeddedLedger] = {}
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._ledgers: dict[tuple[str, Role, str | None], Ledger] = {}
         self._lock = threading.Lock()
-        self.reader = EmbeddedLedger(
-            node, node.wallet.identity(load_consortium().center.name, "auditor"))
+        self.reader = connection.client(load_consortium().center.name, "auditor")
 
     @classmethod
     def open(cls, settings: Settings) -> Gateway:
-        if settings.ledger == "fabric":
-            raise LedgerUnavailable(
-                "the Fabric ledger is not available in this build (its binaries "
-                "cannot be obtained here); use --ledger embedded")
-        return cls(EmbeddedNode(settings.data_dir, dsn=settings.ledger_dsn,
-                                committer=settings.committer))
+        return cls(connect(settings.ledger, data_dir=settings.data_dir,
+                           dsn=settings.ledger_dsn, committer=settings.committer,
+                           network=settings.network))
 
     def close(self) -> None:
-        self.node.close()
+        self.connection.close()
 
-    def _identity(self, p: Principal) -> Identity:
-        wallet = self.node.wallet
+    def _user(self, p: Principal) -> str:
+        found = self.connection.find_user(p.city, p.role.value, p.department)
+        if found is not None:
+            return found
         if p.role is not Role.DEPARTMENT:
-            return wallet.identity(p.city, WALLET_NAMES[p.role])
-        candidates = (str(p.department), f"department-{p.department}")
-        for name in candidates:
-            try:
-                found = wallet.identity(p.city, name)
-            except MembershipError:
-                continue
-            if (found.subject.get("role") == Role.DEPARTMENT.value
-                    and found.subject.get("department") == p.department):
-                return found
-        return wallet.enroll(p.city, candidates[1], Role.DEPARTMENT, p.department,
-                             self.node.backend)
+            raise Problem(503, "no-identity", f"the wallet holds no {p.role.value} "
+                          f"identity of {p.city}", "role")
+        name = f"department-{p.department}"
+        self.connection.enrol(p.city, name, p.role.value, p.department)
+        return name
 
-    def ledger_for(self, p: Principal) -> EmbeddedLedger:
+    def ledger_for(self, p: Principal) -> Ledger:
         key = (p.city, p.role, p.department)
         with self._lock:
             if key not in self._ledgers:
-                self._ledgers[key] = EmbeddedLedger(self.node, self._identity(p))
+                self._ledgers[key] = self.connection.client(p.city, self._user(p))
             return self._ledgers[key]
 
     def submit(self, p: Principal, function: str, args: dict[str, Any]) -> Receipt:
@@ -99,10 +86,8 @@ class Gateway:
 
     def verify(self, start: int, end: int) -> VerifyReport:
         """Re-check blocks ``start..end``: hashes, links, signatures, events."""
-        return verify_blocks(self.node.store, self.node.backend, start, end)
+        return self.connection.verify(start, end)
 
     def verify_block(self, number: int) -> str | None:
         """Header-level check for the blocks read model: link, hash, signature."""
-        report = verify_blocks(self.node.store, self.node.backend, number, number,
-                               transactions=False)
-        return report.error
+        return self.connection.verify_block(number)

@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     ledger: Literal["embedded", "fabric"] = "embedded"
     ledger_dsn: str | None = None  # embedded ledger in PostgreSQL
+    network: Path | None = None  # Fabric: the directory `network up` wrote
     # the embedded committer as a thread, or a process (more throughput, 2 cores)
     committer: Literal["thread", "process"] = "thread"
     database: str | None = None  # read models; default: SQLite in data_dir

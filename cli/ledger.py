@@ -6,18 +6,22 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
-from cli.common import add_data_dir, print_json
-from ledger.embedded import EmbeddedNode
+from cli.common import add_data_dir, add_ledger, connect_args, print_json
+from network.consortium import load_consortium
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("ledger", help="audit the embedded ledger (verify, history, "
-                       "block)", description=__doc__)
+    p = sub.add_parser("ledger", help="audit the ledger (verify, history, block)",
+                       description=__doc__)
     lsub = p.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
-    v = lsub.add_parser("verify", help="re-check the whole chain offline: SM3 "
-                        "links, every SM2 signature, every event; exits 1 naming the "
-                        "first bad block/transaction")
+    v = lsub.add_parser("verify", help="re-check the whole chain offline: hash "
+                        "links, every signature, endorsement policy, every event; "
+                        "exits 1 naming the first bad block/transaction")
+    v.add_argument("--save", type=Path, metavar="DIR",
+                   help="Fabric: keep the fetched blocks in DIR (one file each)")
     h = lsub.add_parser("history", help="every version of a world-state key with "
                         "tx id, creator and timestamp")
     h.add_argument("key", help="a world-state key, e.g. a~<aggregate id>")
@@ -26,25 +30,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b.add_argument("number", type=int, help="block number (0 is the genesis block)")
     for q in (v, h, b):
         add_data_dir(q)
+        add_ledger(q)
         q.add_argument("--json", action="store_true", help="print JSON")
     v.set_defaults(run=run_verify)
     h.set_defaults(run=run_history)
     b.set_defaults(run=run_block)
 
 
-def _open(args: argparse.Namespace) -> EmbeddedNode:
-    return EmbeddedNode(args.data_dir, dsn=args.dsn, read_only=True)
+def _read(args: argparse.Namespace, what: str, *params: Any) -> Any:
+    """Ask the center's auditor identity's ledger client for ``what``."""
+    connection = connect_args(args, read_only=True)
+    try:
+        auditor = connection.client(load_consortium().center.name, "auditor")
+        return getattr(auditor, what)(*params)
+    finally:
+        connection.close()
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    with _open(args) as node:
-        def progress(n: int, height: int) -> None:
-            if sys.stderr.isatty() and (n % 100 == 0 or n == height - 1):
-                print(f"\rverifying block {n + 1}/{height}", end="", file=sys.stderr)
+    def progress(n: int, height: int) -> None:
+        if sys.stderr.isatty() and (n % 100 == 0 or n == height - 1):
+            print(f"\rverifying block {n + 1}/{height}", end="", file=sys.stderr)
 
-        report = node.verify(progress)
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
+    connection = connect_args(args, read_only=True)
+    try:
+        report = connection.verify(progress=progress, save_dir=args.save)
+    finally:
+        connection.close()
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     if args.json:
         print_json(asdict(report))
     elif report.ok:
@@ -59,8 +73,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    with _open(args) as node:
-        versions = node.history(args.key)
+    versions = _read(args, "history", args.key)
     if args.json:
         print_json([asdict(v) for v in versions])
         return 0
@@ -75,8 +88,7 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def run_block(args: argparse.Namespace) -> int:
-    with _open(args) as node:
-        block = node.block(args.number)
+    block = _read(args, "block", args.number)
     if args.json:
         print_json(block)
         return 0

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from cli.common import UserError, add_data_dir, print_json
+from cli.common import UserError, add_data_dir, add_ledger, print_json
 from cli.serve import add_database, settings_of
 
 
@@ -22,11 +22,15 @@ def register(sub: Any) -> None:
     for q, fn in ((rebuild, run_rebuild), (status, run_status)):
         add_data_dir(q)
         add_database(q)
+        add_ledger(q)
         q.set_defaults(run=fn)
 
 
 def _check_ledger(args: argparse.Namespace) -> None:
     from ledger.msp import Wallet
+
+    if args.ledger == "fabric":
+        return
 
     if not Wallet(args.data_dir).exists:
         raise UserError(f"no ledger in {args.data_dir} (pass --data-dir)")
@@ -34,7 +38,6 @@ def _check_ledger(args: argparse.Namespace) -> None:
 
 def run_rebuild(args: argparse.Namespace) -> int:
     from api.gateway import Gateway
-    from ledger.embedded import EmbeddedNode
     from projections.db import Database
     from projections.follower import rebuild
 
@@ -42,7 +45,7 @@ def run_rebuild(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     # Opening the node for writing takes the data dir's lock, so a running
     # server (whose follower would race the rebuild) makes this fail cleanly.
-    gateway = Gateway(EmbeddedNode(settings.data_dir, dsn=settings.ledger_dsn))
+    gateway = Gateway.open(settings)
     db = Database(settings.read_model_target)
     try:
         started = time.perf_counter()
@@ -56,19 +59,23 @@ def run_rebuild(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from ledger.embedded import EmbeddedNode
+    from ledger.connect import connect
+    from network.consortium import load_consortium
     from projections.db import Database
     from projections.follower import ensure_schema, read_positions
 
     _check_ledger(args)
     settings = settings_of(args)
-    node = EmbeddedNode(settings.data_dir, dsn=settings.ledger_dsn, read_only=True)
+    connection = connect(settings.ledger, data_dir=settings.data_dir,
+                         dsn=settings.ledger_dsn, network=settings.network,
+                         read_only=True)
     db = Database(settings.read_model_target)
     try:
         ensure_schema(db)
-        print_json({"ledger_height": node.height(),
+        height = connection.client(load_consortium().center.name, "auditor").height()
+        print_json({"ledger_height": height,
                     "positions": {k: list(v) for k, v in read_positions(db).items()}})
     finally:
         db.close()
-        node.close()
+        connection.close()
     return 0

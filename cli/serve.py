@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from cli.common import add_data_dir
+from cli.common import add_data_dir, add_ledger
 
 
 def register(sub: Any) -> None:
@@ -19,9 +19,7 @@ def register(sub: Any) -> None:
                     "SQLite read models, no servers needed.")
     add_data_dir(p)
     add_database(p)
-    p.add_argument("--ledger", choices=["embedded", "fabric"],
-                   default=os.environ.get("CITYUNION_LEDGER", "embedded"),
-                   help="which ledger to submit to and follow (default: embedded)")
+    add_ledger(p)
     p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="default: 8000")
     p.set_defaults(run=run)
@@ -39,7 +37,8 @@ def settings_of(args: argparse.Namespace, **extra: Any) -> Any:
     from api.settings import Settings
 
     given = {"data_dir": args.data_dir, "ledger_dsn": args.dsn,
-             "database": args.database, **extra}
+             "database": args.database, "ledger": getattr(args, "ledger", None),
+             "network": getattr(args, "network", None), **extra}
     return Settings(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -49,13 +48,15 @@ def run(args: argparse.Namespace) -> int:
     from api.app import create_app
     from api.deps import Runtime
 
-    settings = settings_of(args, ledger=args.ledger, host=args.host, port=args.port)
+    settings = settings_of(args, host=args.host, port=args.port)
     # Reads wait on the GIL behind commands' Python work; a shorter switch
     # interval than the default 5 ms keeps their tail latency low.
     sys.setswitchinterval(0.001)
     runtime = Runtime.open(settings)  # fails here, in one line, not in uvicorn
     print(f"cityunion API on http://{settings.host}:{settings.port} (docs: /docs); "
-          f"ledger: {settings.ledger} in {settings.data_dir}; read models: "
+          f"ledger: {settings.ledger} in "
+          f"{settings.network if settings.ledger == 'fabric' else settings.data_dir}"
+          "; read models: "
           f"{'PostgreSQL' if settings.database else settings.read_model_target}",
           flush=True)
     app = create_app(settings, runtime)

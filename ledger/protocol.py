@@ -8,8 +8,9 @@ from ``events``; auditors use ``history``, ``block`` and ``verify``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from chaincode.errors import ContractError
@@ -104,6 +105,42 @@ class Ledger(Protocol):
     def verify(self) -> VerifyReport: ...
 
 
-__all__ = ["CommitError", "CommittedEvent", "ContractError", "EndorseError",
-           "KeyVersion", "Ledger", "LedgerError", "Position", "Receipt",
+class Connection(Protocol):
+    """A process's way into one ledger: its wallet, and a ``Ledger`` per identity.
+
+    The embedded node and a Fabric network directory both offer it, so the API,
+    CLI, projections and benchmarks never reach past it.
+    """
+
+    kind: str  # "embedded" | "fabric"
+
+    def client(self, org: str, user: str = "admin") -> Ledger:
+        """The ``Ledger`` of one wallet identity (an organisation's user)."""
+        ...
+
+    def find_user(self, org: str, role: str, department: str | None) -> str | None:
+        """The wallet user of ``org`` with this role (and department), if any."""
+        ...
+
+    def enrol(self, org: str, user: str, role: str, department: str | None) -> None:
+        """Issue a new identity into the wallet (the organisation's CA)."""
+        ...
+
+    def verify(self, start: int = 0, end: int | None = None,
+               progress: Callable[[int, int], None] | None = None,
+               save_dir: Path | None = None) -> VerifyReport:
+        """Re-check blocks ``start..end`` (default: the whole chain) offline;
+        ``progress(block, height)`` per block; ``save_dir`` keeps what was
+        checked (Fabric: the raw blocks, to re-check later)."""
+        ...
+
+    def verify_block(self, number: int) -> str | None:
+        """Header-level check of one block; what failed, or None."""
+        ...
+
+    def close(self) -> None: ...
+
+
+__all__ = ["CommitError", "CommittedEvent", "Connection", "ContractError",
+           "EndorseError", "KeyVersion", "Ledger", "LedgerError", "Position", "Receipt",
            "SubmitError", "VerifyReport"]

@@ -95,7 +95,11 @@ class Enroller:
 
     def enrol_all(self) -> list[str]:
         """Enrol every user of the organisation missing from the wallet."""
-        missing = [u for u in users_of(self.ca.org)
+        return self.enrol(users_of(self.ca.org))
+
+    def enrol(self, users: tuple[User, ...]) -> list[str]:
+        """Register (once) and enrol each of ``users`` missing from the wallet."""
+        missing = [u for u in users
                    if not (self.wallet_dir(u) / "identity.json").exists()]
         if not missing:
             return []

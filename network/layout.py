@@ -129,6 +129,9 @@ class Layout:
         return Node("chaincode", "chaincode", self.members.center,
                     self.base_port + 300)
 
+    def ca_of(self, org: Organisation) -> Node:
+        return next(c for c in self.ca_nodes() if c.org == org)
+
     def peer_of(self, org: Organisation) -> Node:
         return next(p for p in self.peer_nodes() if p.org == org)
 

@@ -82,7 +82,7 @@ class Api:
         self.runtime.follower.wait_caught_up(timeout=10)
 
     def height(self) -> int:
-        return self.runtime.gateway.node.height()
+        return self.runtime.gateway.reader.height()
 
     # --------------------------------------------------------------- builders
     def department(self, who: Who = KS_ADMIN, code: str | None = None,

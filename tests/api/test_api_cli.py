@@ -57,11 +57,14 @@ def test_serve_embedded_default(tmp_path: Path) -> None:
         stop(proc)
 
 
-def test_serve_fabric_is_unavailable(tmp_path: Path) -> None:
+def test_serve_fabric_needs_a_network(tmp_path: Path) -> None:
     out = cli("serve", "--ledger", "fabric", "--data-dir", str(tmp_path))
     assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and "Fabric ledger is not available" in (
-        out.stderr)
+    assert out.stderr.count("\n") == 1 and "needs --network DIR" in out.stderr
+    out = cli("serve", "--ledger", "fabric", "--data-dir", str(tmp_path),
+              "--network", str(tmp_path / "none"))
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "network.json not found" in out.stderr
 
 
 @pytest.mark.postgres

@@ -26,6 +26,7 @@ from helpers import (
 )
 
 from api.gateway import Gateway
+from ledger.connect import EmbeddedConnection
 from ledger.embedded import EmbeddedLedger, EmbeddedNode
 from ledger.protocol import CommittedEvent
 from projections import queries
@@ -194,7 +195,7 @@ def test_blocks_view_records_failed_verification(scenario: Path,
         sig = conn.execute("SELECT signature FROM blocks WHERE number = 3").fetchone()
         conn.execute("UPDATE blocks SET signature = ? WHERE number = 3",
                      (sig[0][:-4] + ("0000" if sig[0][-4:] != "0000" else "1111"),))
-    gateway = Gateway(EmbeddedNode(data_dir))
+    gateway = Gateway(EmbeddedConnection(EmbeddedNode(data_dir)))
     db = Database(tmp_path / "rm.sqlite")
     try:
         Follower(gateway.reader, db, verify_block=gateway.verify_block).catch_up()

@@ -140,9 +140,8 @@ def test_new_department_is_enrolled_on_first_use(api: Api) -> None:
         "application_name": "tap-qr", "code_type": "water", "scope": name("s"),
         "data_sharing_commitment": True}, who)
     assert out["events"][0]["data"]["applied_by"] == f"Kunshan:department/{code}"
-    wallet = api.runtime.gateway.node.wallet
-    assert wallet.identity("Kunshan", f"department-{code}").subject[
-        "department"] == code
+    assert api.runtime.gateway.connection.find_user(
+        "Kunshan", "department", code) == f"department-{code}"
     # the same token keeps using the enrolled identity
     api.ok("/api/code-schemes", {
         "application_name": "tap-qr2", "code_type": "water", "scope": name("s"),
