@@ -494,3 +494,6 @@ def invoke(stub: Stub) -> bytes:
 def derive_identifier_id(scheme: str, natural_key_hash: str) -> str:
     """Clients use this to know an identifier's id before registering it."""
     return str(derive_id("identifier", scheme, natural_key_hash))
+
+
+from chaincode import audit  # noqa: E402, F401  (registers the audit queries)

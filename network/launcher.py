@@ -125,6 +125,7 @@ class Network:
         self._start_peers()
         self._deploy_chaincode()
         info = self._write_network_file()
+        self._wait_until_endorsing()
         self.say(f"network ready in {time.monotonic() - started:.1f} s")
         return info
 
@@ -329,6 +330,33 @@ class Network:
             "--sequence", "1", "--signature-policy", policy,
             *self._orderer_flags(), *peers], center_env)
         self.say(f"chaincode {cons.chaincode} committed on {cons.channel}")
+
+    def _wait_until_endorsing(self, timeout: float = 60.0) -> None:
+        """Wait until every organisation's Gateway finds a majority of city peers
+        for the chaincode (gossip spreads membership in a few seconds): a proposal
+        the contract refuses proves the plan was found and the chaincode ran."""
+        from chaincode.errors import ContractError
+        from ledger.fabric.gateway import FabricLedger, FabricNetwork
+        from ledger.protocol import EndorseError
+
+        network = FabricNetwork.load(self.layout.root)
+        deadline = time.monotonic() + timeout
+        try:
+            for org in self.layout.members.organisations:
+                client = FabricLedger(network, network.identity(org.name, "admin"))
+                while True:
+                    try:
+                        client.submit("RegisterDepartment", {"probe": True})
+                    except ContractError:
+                        break
+                    except EndorseError as e:
+                        if time.monotonic() > deadline:
+                            raise NetworkError(f"{org.name}'s Gateway cannot endorse "
+                                               f"after {timeout:.0f} s: {e}") from None
+                        time.sleep(0.25)
+        finally:
+            network.close()
+        self.say("every Gateway endorses with a majority of member cities")
 
     # ------------------------------------------------------------- the views
     def client_view(self) -> dict[str, Any]:

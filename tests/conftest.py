@@ -4,14 +4,20 @@ required when CI is set)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import Clients, StoreTarget, pg_base_dsn, with_database
 
 from ledger.embedded import EmbeddedNode
+
+if TYPE_CHECKING:
+    from ledger.protocol import Connection
+    from network.launcher import Network
 
 
 @pytest.fixture
@@ -59,3 +65,39 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
     """Each storage the embedded ledger supports; open a node with ``.open()``."""
     dsn = request.getfixturevalue("pg_dsn") if request.param == "postgres" else None
     return StoreTarget(request.param, dsn, tmp_path / "ledger")
+
+
+# ------------------------------------------------------------------ Fabric
+FABRIC_REQUIRED = ("Fabric binaries are not built: run `cityunion network binaries` "
+                   "(required in CI)")
+
+
+@pytest.fixture(scope="session")
+def fabric_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    """One real Fabric 2.5 network (3 Raft orderers, 4 peers, 4 CAs, the
+    chaincode service) for the whole session, on ports from
+    $CITYUNION_TEST_FABRIC_PORT (default 17000); stopped afterwards."""
+    from network import binaries
+    from network.launcher import Network
+
+    if not binaries.is_built():
+        if os.environ.get("CI"):
+            pytest.fail(FABRIC_REQUIRED)
+        pytest.skip(FABRIC_REQUIRED)
+    base = int(os.environ.get("CITYUNION_TEST_FABRIC_PORT", "17000"))
+    net = Network(tmp_path_factory.mktemp("fabric") / "network", base_port=base)
+    try:
+        net.up()
+        yield net
+    finally:
+        net.down()
+
+
+@pytest.fixture(scope="session")
+def fabric_connection(fabric_network: Network) -> Iterator[Connection]:
+    """A ``Connection`` to the session's Fabric network (its CA-enrolled wallet)."""
+    from ledger.connect import connect
+
+    conn = connect("fabric", network=fabric_network.layout.root)
+    yield conn
+    conn.close()
