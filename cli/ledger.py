@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -92,21 +91,15 @@ def run_block(args: argparse.Namespace) -> int:
     if args.json:
         print_json(block)
         return 0
-    header = block["header"]
-    print(f"block {header['number']}  time {header['timestamp']}\n"
+    print(f"block {block['number']}  time {block['timestamp']}\n"
           f"  hash          {block['hash']}\n"
-          f"  previous hash {header['previous_hash']}\n"
-          f"  data hash     {header['data_hash']}\n"
+          f"  previous hash {block['previous_hash']}\n"
+          f"  data hash     {block['data_hash']}\n"
           f"  signature     {block['signature']}")
+    if not block["transactions"]:
+        print("  (configuration block)")
     for i, tx in enumerate(block["transactions"]):
-        if "proposal" not in tx:
-            print(f"  [{i}] genesis configuration: organisations "
-                  f"{', '.join(sorted(tx['config']['organisations']))}")
-            continue
-        p = tx["proposal"]
-        creator = json.loads(p["creator"]["certificate"])["subject"]
-        events = ", ".join(e["type"] for e in tx["result"]["events"]) or "-"
-        print(f"  [{i}] {p['tx_id']} {tx['validation']}\n"
-              f"      {p['function']} by {p['creator']['msp_id']}:"
-              f"{creator.get('name')} at {p['timestamp']}\n      events: {events}")
+        print(f"  [{i}] {tx['tx_id']} {tx['validation']}\n"
+              f"      {tx['function']} by {tx['creator_msp']}:{tx['creator']} at "
+              f"{tx['timestamp']}\n      events: {', '.join(tx['events']) or '-'}")
     return 0

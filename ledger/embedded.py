@@ -507,6 +507,28 @@ class EmbeddedNode:
         return verify_chain(self.store, self.backend, progress)
 
 
+def block_summary(block: dict[str, Any]) -> dict[str, Any]:
+    """A stored block in the Ledger protocol's common shape (``raw`` keeps it
+    whole); the genesis configuration is not listed as a transaction."""
+    h = block["header"]
+    txs = []
+    for body in block["transactions"]:
+        if "proposal" not in body:
+            continue
+        p = body["proposal"]
+        subject = json.loads(p["creator"]["certificate"]).get("subject", {})
+        txs.append({"tx_id": p["tx_id"], "function": p["function"],
+                    "creator_msp": p["creator"]["msp_id"],
+                    "creator": str(subject.get("name", "")),
+                    "timestamp": p["timestamp"], "validation": body["validation"],
+                    "signature": body["signature"],
+                    "events": [e["type"] for e in body["result"]["events"]]})
+    return {"number": h["number"], "hash": block["hash"],
+            "previous_hash": h["previous_hash"], "data_hash": h["data_hash"],
+            "timestamp": h["timestamp"], "tx_count": h["tx_count"],
+            "signature": block["signature"], "transactions": txs, "raw": block}
+
+
 # ------------------------------------------------------------------ a client
 class EmbeddedLedger:
     """The Ledger protocol for one identity on an embedded node."""
@@ -576,7 +598,7 @@ class EmbeddedLedger:
         return self.node.history(key)
 
     def block(self, number: int) -> dict[str, Any]:
-        return self.node.block(number)
+        return block_summary(self.node.block(number))
 
     def height(self) -> int:
         return self.node.height()

@@ -300,10 +300,9 @@ class Blocks(Projection):
 
     def add(self, cur: Cursor, number: int, block: dict[str, Any],
             error: str | None, checked: bool) -> None:
-        h = block["header"]
         cur.execute("INSERT INTO block_summaries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (number, block["hash"], h["previous_hash"], h["data_hash"],
-                     h["tx_count"], h["timestamp"],
+                    (number, block["hash"], block["previous_hash"],
+                     block["data_hash"], block["tx_count"], block["timestamp"],
                      None if not checked else int(error is None), error))
 
 

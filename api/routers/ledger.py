@@ -5,9 +5,8 @@ itself, not the projections."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
@@ -48,7 +47,8 @@ class LedgerBlockOut(BaseModel):
     data_hash: str
     timestamp: datetime
     tx_count: int
-    signature: str = Field(description="the node's SM2 signature of the hash")
+    signature: str = Field(description="embedded: the node's SM2 signature of the "
+                           "hash; Fabric: the orderers that signed the block")
     transactions: list[TransactionOut]
 
 
@@ -62,17 +62,6 @@ class VerifyOut(BaseModel):
     error: str | None
     block_number: int | None
     tx_id: str | None
-
-
-def _transaction(body: dict[str, Any]) -> TransactionOut:
-    p = body["proposal"]
-    subject = json.loads(p["creator"]["certificate"]).get("subject", {})
-    return TransactionOut(tx_id=p["tx_id"], function=p["function"],
-                          creator_msp=p["creator"]["msp_id"],
-                          creator=str(subject.get("name", "")),
-                          timestamp=p["timestamp"], validation=body["validation"],
-                          signature=body["signature"],
-                          events=len(body["result"]["events"]))
 
 
 def _check_range(height: int, field: str, value: int) -> None:
@@ -90,12 +79,9 @@ def _history(gateway: Gateway, key: str) -> list[KeyVersionOut]:
 def _block(gateway: Gateway, number: int) -> LedgerBlockOut:
     _check_range(gateway.reader.height(), "number", number)
     block = gateway.reader.block(number)
-    h = block["header"]
-    txs = [] if number == 0 else [_transaction(b) for b in block["transactions"]]
-    return LedgerBlockOut(number=number, hash=block["hash"],
-                          previous_hash=h["previous_hash"], data_hash=h["data_hash"],
-                          timestamp=h["timestamp"], tx_count=h["tx_count"],
-                          signature=block["signature"], transactions=txs)
+    txs = [TransactionOut.model_validate({**t, "events": len(t["events"])})
+           for t in block["transactions"]]
+    return LedgerBlockOut.model_validate({**block, "transactions": txs})
 
 
 def _verify(gateway: Gateway, start: int | None, end: int | None) -> VerifyOut:

@@ -654,9 +654,12 @@ class FabricLedger:
 
     # -------------------------------------------------------------- blocks
     def block(self, number: int) -> dict[str, Any]:
-        """Block ``number`` as the peer's Deliver service returns it, decoded
-        for people (``ledger.fabric.blocks.describe_block``); raises LedgerError
-        for a block the channel does not have yet."""
+        """Block ``number`` as the peer's Deliver service returns it, in the
+        Ledger protocol's common shape; ``raw`` is the decoded block
+        (``ledger.fabric.blocks.describe_block``). The timestamp is the first
+        transaction's (Fabric headers carry none); the signature names the
+        orderers that signed it. Raises LedgerError for a block the channel does
+        not have yet."""
         from ledger.fabric.blocks import deliver_blocks, describe_block
 
         height = self.height()
@@ -664,7 +667,7 @@ class FabricLedger:
             raise LedgerError(f"no block {number} (height {height})")
         for raw in deliver_blocks(self._channel, self.identity, self.network.channel,
                                   number, number):
-            return dict(describe_block(raw))
+            return _summary(raw, describe_block(raw), self.network.chaincode)
         raise LedgerError(f"the peer delivered no block {number}")
 
     def verify(self, progress: Any = None) -> VerifyReport:
@@ -678,6 +681,29 @@ class FabricLedger:
             deliver_blocks(self._channel, self.identity, self.network.channel, 0,
                            top), progress=progress)
         return report
+
+
+def _summary(raw: bytes, described: dict[str, Any], chaincode: str
+             ) -> dict[str, Any]:
+    """A described Fabric block in the Ledger protocol's common shape."""
+    _, delivered = block_chaincode_events(raw, chaincode)
+    events = {e.tx_id: [d["type"] for d in domain_events(e.payload)]
+              for e in delivered}
+    txs = [{"tx_id": t.get("tx_id", ""), "function": t.get("function") or t.get(
+                "type", ""),
+            "creator_msp": t.get("creator", {}).get("msp_id", ""),
+            "creator": t.get("creator", {}).get("cn", ""),
+            "timestamp": t.get("timestamp", ""), "validation": t["validation"],
+            "signature": "", "events": events.get(t.get("tx_id", ""), [])}
+           for t in described["transactions"]]
+    signers = ", ".join(f"{s['msp_id']}:{s['subject']}"
+                        for s in described["orderer_signers"])
+    return {"number": described["number"], "hash": described["hash"],
+            "previous_hash": described["previous_hash"],
+            "data_hash": described["data_hash"],
+            "timestamp": txs[0]["timestamp"] if txs else "",
+            "tx_count": len(txs), "signature": f"signed by {signers}",
+            "transactions": txs, "raw": described}
 
 
 def _validation_code(code: int) -> str:
