@@ -40,11 +40,12 @@ def _user_error(e: Any) -> UserError:
 
 
 def run_issue(args: argparse.Namespace) -> int:
-    from api.tokens import TokenError, TokenService
+    from api.tokens import KEY_FILE, TokenError, TokenService
     from ledger.msp import Wallet
 
-    if not Wallet(args.data_dir).exists:
-        raise UserError(f"no consortium in {args.data_dir} (run `cityunion serve` "
+    # An embedded node's wallet, or the token key a `serve` (any ledger) made.
+    if not (Wallet(args.data_dir).exists or (args.data_dir / KEY_FILE).exists()):
+        raise UserError(f"no API node in {args.data_dir} (run `cityunion serve` "
                         "or `cityunion demo` there first, or pass --data-dir)")
     try:
         principal, token = TokenService(args.data_dir).issue(

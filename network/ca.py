@@ -108,7 +108,7 @@ class Enroller:
             self._run("enroll", "-u", self._url(*BOOTSTRAP))
         known = self._secrets()
         for user in missing:
-            enrollment_id = f"{user.name}@{self.ca.org.name.lower()}"
+            enrollment_id = user.name  # unique within the organisation's CA
             if enrollment_id not in known:
                 known[enrollment_id] = secrets.token_urlsafe(16)
                 self.secrets_file.write_text(json.dumps(known))

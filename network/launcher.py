@@ -12,6 +12,8 @@ result is already there is skipped, and processes that run are left running, so
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -112,9 +114,20 @@ class Network:
         """Bring the network up (idempotent); returns the client view
         (``network.json``)."""
         self.say = progress or self.say
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with self._exclusive():
+            return self._up()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One launcher at a time per network directory (a second waits)."""
+        with open(self.layout.root / "launcher.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _up(self) -> dict[str, Any]:
         started = time.monotonic()
         lay = self.layout
-        lay.root.mkdir(parents=True, exist_ok=True)
         processes.update_state(self.state_file, base_port=lay.base_port,
                                orderers=lay.orderers)
         self._generate()
@@ -332,27 +345,35 @@ class Network:
         self.say(f"chaincode {cons.chaincode} committed on {cons.channel}")
 
     def _wait_until_endorsing(self, timeout: float = 60.0) -> None:
-        """Wait until every organisation's Gateway finds a majority of city peers
-        for the chaincode (gossip spreads membership in a few seconds): a proposal
-        the contract refuses proves the plan was found and the chaincode ran."""
-        from chaincode.errors import ContractError
-        from ledger.fabric.gateway import FabricLedger, FabricNetwork
-        from ledger.protocol import EndorseError
+        """Wait until every organisation's Gateway finds peers of a majority of
+        member cities for the chaincode (gossip spreads membership in a few
+        seconds after a start): a read-only proposal is endorsed, never
+        submitted, through each Gateway until it succeeds."""
+        import grpc
+        from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
+
+        from ledger.fabric.gateway import FabricNetwork, build_proposal, chaincode_args
 
         network = FabricNetwork.load(self.layout.root)
         deadline = time.monotonic() + timeout
         try:
             for org in self.layout.members.organisations:
-                client = FabricLedger(network, network.identity(org.name, "admin"))
+                identity = network.identity(org.name, "admin")
+                stub = gateway_pb2_grpc.GatewayStub(network.connect(org.name))
                 while True:
+                    tx_id, signed = build_proposal(
+                        identity, network.channel, network.chaincode,
+                        chaincode_args("KeyHistory", {"key": "probe"}))
                     try:
-                        client.submit("RegisterDepartment", {"probe": True})
-                    except ContractError:
+                        stub.Endorse(gateway_pb2.EndorseRequest(
+                            transaction_id=tx_id, channel_id=network.channel,
+                            proposed_transaction=signed), timeout=10)
                         break
-                    except EndorseError as e:
+                    except grpc.RpcError as e:
                         if time.monotonic() > deadline:
-                            raise NetworkError(f"{org.name}'s Gateway cannot endorse "
-                                               f"after {timeout:.0f} s: {e}") from None
+                            raise NetworkError(
+                                f"{org.name}'s Gateway cannot endorse after "
+                                f"{timeout:.0f} s: {e.details()}") from None
                         time.sleep(0.25)
         finally:
             network.close()
@@ -412,7 +433,12 @@ class Network:
     def down(self, purge: bool = False) -> list[str]:
         """Stop every process the launcher started (by pid); ``purge`` also
         deletes the network directory."""
-        stopped = []
+        if not self.layout.root.exists():
+            return []
+        with self._exclusive():
+            return self._down(purge)
+
+    def _down(self, purge: bool) -> list[str]:
         order = [self.layout.chaincode_node(), *self.layout.peer_nodes(),
                  *self.layout.orderer_nodes(), *self.layout.ca_nodes()]
         with ThreadPoolExecutor(4) as pool:

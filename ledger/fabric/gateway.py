@@ -82,6 +82,9 @@ SYSTEM_QUERIES = "qscc"
 TRANSACTIONS_FILTER = common_pb2.BlockMetadataIndex.Value("TRANSACTIONS_FILTER")
 ENDORSER_TRANSACTION = common_pb2.HeaderType.Value("ENDORSER_TRANSACTION")
 TX_VALID = transaction_pb2.TxValidationCode.Value("VALID")
+# Endorsements refused because endorsing peers lag one another are tried again.
+ENDORSE_ATTEMPTS = 6
+
 # Stream failures worth no retry: the request itself is wrong or not allowed.
 PERMANENT = frozenset({"INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED",
                        "NOT_FOUND", "FAILED_PRECONDITION", "UNIMPLEMENTED"})
@@ -323,6 +326,16 @@ class GatewayFailure:
                 return found
         return contract_error_in(self.message)
 
+    def peers_lag(self, own_peer: str) -> bool:
+        """Whether the endorsers disagreed because some had not yet committed
+        the latest blocks: their responses differ, or only other peers than
+        ``own_peer`` (which endorses first, and refuses a rejected proposal
+        itself) failed. Such a proposal is worth sending again."""
+        if "ProposalResponsePayloads do not match" in str(self):
+            return True
+        return bool(self.details) and all(addr and addr != own_peer
+                                          for addr, _, _ in self.details)
+
     def __str__(self) -> str:
         peers = "".join(f"; {msp or '?'} {addr or '?'}: {msg}"
                         for addr, msp, msg in self.details)
@@ -467,17 +480,23 @@ class FabricLedger:
         awaited by gRPC, no thread is held). A contract rejection, EndorseError or
         SubmitError is raised here; the future raises CommitError for an invalid
         commit, or LedgerError when the commit status could not be learned."""
-        tx_id, signed = build_proposal(self.identity, self.network.channel,
-                                       self.network.chaincode,
-                                       chaincode_args(function, args), transient)
-        try:
-            endorsed = self._gateway.Endorse(
-                gateway_pb2.EndorseRequest(transaction_id=tx_id,
-                                           channel_id=self.network.channel,
-                                           proposed_transaction=signed),
-                timeout=self.timeouts.endorse)
-        except grpc.RpcError as e:
-            _fail(e, EndorseError, f"endorsing {function} ({tx_id})", tx_id)
+        for attempt in range(ENDORSE_ATTEMPTS):
+            tx_id, signed = build_proposal(self.identity, self.network.channel,
+                                           self.network.chaincode,
+                                           chaincode_args(function, args), transient)
+            try:
+                endorsed = self._gateway.Endorse(
+                    gateway_pb2.EndorseRequest(transaction_id=tx_id,
+                                               channel_id=self.network.channel,
+                                               proposed_transaction=signed),
+                    timeout=self.timeouts.endorse)
+                break
+            except grpc.RpcError as e:
+                if (attempt + 1 < ENDORSE_ATTEMPTS
+                        and GatewayFailure.of(e).peers_lag(self.peer.address)):
+                    time.sleep(0.05 * 2 ** attempt)
+                    continue
+                _fail(e, EndorseError, f"endorsing {function} ({tx_id})", tx_id)
         envelope = endorsed.prepared_transaction
         action = chaincode_action(envelope.payload)
         result = _json_object(action.response.payload)
@@ -602,7 +621,7 @@ class FabricLedger:
         # tell that it has passed the height; a Deliver range ends by itself.
         from ledger.fabric.blocks import deliver_blocks
 
-        start, top = (after.block if after else 0), self.height() - 1
+        start, top = (max(after.block, 0) if after else 0), self.height() - 1
         if start > top:
             return
         for raw in deliver_blocks(self._channel, self.identity, self.network.channel,
@@ -622,13 +641,15 @@ class FabricLedger:
             request=request, signature=self.identity.sign(request))
 
     def _follow(self, after: Position | None) -> Iterator[CommittedEvent]:
-        next_block = after.block if after else 0
+        next_block = max(after.block, 0) if after else 0
         delay = self.retry_min
         while not self.network.closed:
             try:
                 stream = self._gateway.ChaincodeEvents(self._events_request(next_block))
-            except ValueError:  # the channel was closed under us
-                return
+            except ValueError:
+                if self.network.closed:  # the channel was closed under us
+                    return
+                raise
             try:
                 for response in stream:
                     delay = self.retry_min
@@ -685,24 +706,34 @@ class FabricLedger:
 
 def _summary(raw: bytes, described: dict[str, Any], chaincode: str
              ) -> dict[str, Any]:
-    """A described Fabric block in the Ledger protocol's common shape."""
+    """A described Fabric block in the Ledger protocol's common shape: the
+    signature is the orderer's (hex DER ECDSA), each transaction's the
+    creator's signature of its envelope."""
+    block = common_pb2.Block.FromString(raw)
     _, delivered = block_chaincode_events(raw, chaincode)
     events = {e.tx_id: [d["type"] for d in domain_events(e.payload)]
               for e in delivered}
-    txs = [{"tx_id": t.get("tx_id", ""), "function": t.get("function") or t.get(
-                "type", ""),
+    envelopes = [common_pb2.Envelope.FromString(d) for d in block.data.data]
+    txs = [{"tx_id": t.get("tx_id", ""),
+            "function": t.get("function") or t.get("type", ""),
             "creator_msp": t.get("creator", {}).get("msp_id", ""),
             "creator": t.get("creator", {}).get("cn", ""),
             "timestamp": t.get("timestamp", ""), "validation": t["validation"],
-            "signature": "", "events": events.get(t.get("tx_id", ""), [])}
-           for t in described["transactions"]]
-    signers = ", ".join(f"{s['msp_id']}:{s['subject']}"
-                        for s in described["orderer_signers"])
+            "signature": envelope.signature.hex(),
+            "events": events.get(t.get("tx_id", ""), [])}
+           for t, envelope in zip(described["transactions"], envelopes, strict=True)
+           if t.get("type") != "CONFIG"]
+    metadata = block.metadata.metadata
+    signatures = common_pb2.Metadata.FromString(metadata[0]).signatures \
+        if metadata else []
     return {"number": described["number"], "hash": described["hash"],
             "previous_hash": described["previous_hash"],
             "data_hash": described["data_hash"],
-            "timestamp": txs[0]["timestamp"] if txs else "",
-            "tx_count": len(txs), "signature": f"signed by {signers}",
+            "timestamp": described["transactions"][0].get("timestamp", "")
+            if described["transactions"] else "",
+            "tx_count": len(block.data.data),
+            "signature": signatures[0].signature.hex() if signatures else "",
+            "signed_by": described["orderer_signers"],
             "transactions": txs, "raw": described}
 
 

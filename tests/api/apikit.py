@@ -54,6 +54,7 @@ class Api:
         self.client = client
         self.runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
         self._tokens: dict[Who, str] = {}
+        self._committed = 0  # the highest block a command of ours committed in
 
     def token(self, who: Who) -> str:
         if who not in self._tokens:
@@ -65,7 +66,10 @@ class Api:
         return {"Authorization": f"Bearer {self.token(who)}"}
 
     def post(self, path: str, body: dict[str, Any] | None, who: Who) -> Response:
-        return self.client.post(path, json=body or {}, headers=self.headers(who))
+        r = self.client.post(path, json=body or {}, headers=self.headers(who))
+        if r.status_code in (200, 201) and "block_number" in r.text:
+            self._committed = max(self._committed, int(r.json()["block_number"]))
+        return r
 
     def get(self, path: str, who: Who, **params: Any) -> Response:
         return self.client.get(path, params=params, headers=self.headers(who))
@@ -82,14 +86,26 @@ class Api:
         self.runtime.follower.wait_caught_up(timeout=10)
 
     def height(self) -> int:
-        return self.runtime.gateway.reader.height()
+        """The reader's height once it holds every block our commands committed
+        in (on Fabric the reader's peer may commit a block a little later than
+        the peer that reported the commit)."""
+        reader = self.runtime.gateway.reader
+        deadline = time.monotonic() + 10
+        while (h := reader.height()) <= self._committed and (
+                time.monotonic() < deadline):
+            time.sleep(0.02)
+        return h
 
     # --------------------------------------------------------------- builders
     def department(self, who: Who = KS_ADMIN, code: str | None = None,
-                   duties: tuple[str, ...] = ("transport",)) -> str:
+                   duties: tuple[str, ...] = ("transport",),
+                   exist_ok: bool = False) -> str:
+        """Register a department (``exist_ok``: one the shared ledger may hold
+        already, as a Fabric network used by earlier tests of the session)."""
         code = code or name("d")
-        self.ok("/api/departments", {"code": code, "name": f"Dept {code}",
-                                     "duties": list(duties)}, who)
+        r = self.post("/api/departments", {"code": code, "name": f"Dept {code}",
+                                           "duties": list(duties)}, who)
+        assert r.status_code == 201 or (exist_ok and r.status_code == 409), r.text
         return code
 
     def identifier(self, kind: str = "person", who: Who = KS_TRANSPORT,

@@ -15,9 +15,17 @@ from api.app import create_app
 from api.settings import Settings
 
 
-@pytest.fixture(scope="session")
-def api_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(data_dir=tmp_path_factory.mktemp("api") / "node")
+@pytest.fixture(scope="session", params=["embedded", pytest.param(
+    "fabric", marks=pytest.mark.fabric)])
+def api_settings(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The API on each ledger: the embedded node (no servers), or the session's
+    Fabric network with the node's tokens and read models in a data dir."""
+    data_dir = tmp_path_factory.mktemp("api") / "node"
+    if request.param == "embedded":
+        return Settings(data_dir=data_dir)
+    network = request.getfixturevalue("fabric_network")
+    return Settings(data_dir=data_dir, ledger="fabric", network=network.layout.root)
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +39,10 @@ def api(client: TestClient) -> Api:
     """The helper, with the departments most tests use already registered:
     transport and health in Kunshan, transport in Shanghai and Taicang."""
     a = Api(client)
-    a.department(code="transport", duties=("transport", "payment"))
-    a.department(code="health", duties=("health",))
-    a.department(SH_ADMIN, code="transport")
-    a.department(("Taicang", "city_admin"), code="transport")
+    a.department(code="transport", duties=("transport", "payment"), exist_ok=True)
+    a.department(code="health", duties=("health",), exist_ok=True)
+    a.department(SH_ADMIN, code="transport", exist_ok=True)
+    a.department(("Taicang", "city_admin"), code="transport", exist_ok=True)
     return a
 
 

@@ -15,6 +15,7 @@ import pytest
 from apikit import ROOT, free_port, serve, stop
 from helpers import Clients, run_scenario
 
+from ledger.connect import EmbeddedConnection
 from ledger.embedded import EmbeddedNode
 
 
@@ -93,7 +94,7 @@ def test_serve_with_postgres_read_models(tmp_path: Path, pg_dsn: str) -> None:
 def test_projections_rebuild_and_status(tmp_path: Path) -> None:
     data_dir = tmp_path / "node"
     with EmbeddedNode(data_dir) as node:
-        run_scenario(Clients(node))
+        run_scenario(Clients(EmbeddedConnection(node)))
         events, height = len(list(node.events())), node.height()
         busy = cli("projections", "rebuild", "--data-dir", str(data_dir))
         assert busy.returncode == 2 and "in use" in busy.stderr

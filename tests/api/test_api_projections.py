@@ -74,7 +74,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A closed ledger whose history touches every event family."""
     data_dir = tmp_path_factory.mktemp("scenario") / "node"
     node = EmbeddedNode(data_dir)
-    ids = Clients(node)
+    ids = Clients(EmbeddedConnection(node))
     run_scenario(ids)
     for i in range(6):
         ids("Kunshan", "transport").submit("RegisterIdentifier",

@@ -69,7 +69,7 @@ def test_cli_issue_refuses_bad_identities(data_dir: Path, api: Api,
 def test_cli_issue_needs_a_consortium(tmp_path: Path) -> None:
     out = cli("token", "issue", "--data-dir", str(tmp_path), "--city", "Kunshan",
               "--role", "terminal")
-    assert out.returncode == 2 and "no consortium" in out.stderr
+    assert out.returncode == 2 and "no API node" in out.stderr
 
 
 def test_cli_revoke_stops_the_token(api: Api, data_dir: Path) -> None:

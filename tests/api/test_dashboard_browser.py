@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from helpers import Clients, run_scenario, unique_hash
 
 from api.tokens import TokenService
+from ledger.connect import EmbeddedConnection
 from ledger.embedded import EmbeddedNode
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def ledger_with_scenario(data_dir: Path) -> None:
     and a clearing run: every panel of the page has something to show."""
     node = EmbeddedNode(data_dir)
     try:
-        run_scenario(Clients(node))
+        run_scenario(Clients(EmbeddedConnection(node)))
     finally:
         node.close()
 
