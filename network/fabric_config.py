@@ -36,16 +36,14 @@ def endorsement_policy(layout: Layout) -> str:
 
 
 def crypto_config(layout: Layout) -> dict[str, Any]:
-    orgs = []
-    for org in layout.members.organisations:
-        specs = [{"Hostname": "peer0", "SANS": list(SANS)}]
-        if org.is_center:
-            specs += [{"Hostname": o.name, "SANS": list(SANS)}
-                      for o in layout.orderer_nodes()]
-        orgs.append({"Name": org.name, "Domain": org_domain(org),
-                     "EnableNodeOUs": True, "Specs": specs,
-                     "Users": {"Count": 0}})
-    return {"PeerOrgs": orgs}
+    orgs = [{"Name": org.name, "Domain": org_domain(org), "EnableNodeOUs": True,
+             "Specs": [{"Hostname": "peer0", "SANS": list(SANS)}],
+             "Users": {"Count": 0}} for org in layout.members.organisations]
+    orderers = {"Name": layout.orderer_org.name,
+                "Domain": org_domain(layout.orderer_org), "EnableNodeOUs": True,
+                "Specs": [{"Hostname": o.name, "SANS": list(SANS)}
+                          for o in layout.orderer_nodes()]}
+    return {"OrdererOrgs": [orderers], "PeerOrgs": orgs}
 
 
 def _sig(rule: str) -> dict[str, str]:
@@ -57,8 +55,15 @@ def _meta(rule: str) -> dict[str, str]:
 
 
 def configtx(layout: Layout) -> dict[str, Any]:
-    center = layout.members.center
     orderers = layout.orderer_nodes()
+    om = layout.orderer_org.msp_id
+    orderer_org = {
+        "Name": om, "ID": om, "MSPDir": str(layout.org_msp(layout.orderer_org)),
+        "Policies": {"Readers": _sig(f"OR('{om}.member')"),
+                     # only orderer nodes sign blocks (BlockValidation)
+                     "Writers": _sig(f"OR('{om}.orderer')"),
+                     "Admins": _sig(f"OR('{om}.admin')")},
+        "OrdererEndpoints": [o.address for o in orderers]}
     organisations = []
     for org in layout.members.organisations:
         m = org.msp_id
@@ -72,10 +77,6 @@ def configtx(layout: Layout) -> dict[str, Any]:
             },
             "AnchorPeers": [{"Host": "127.0.0.1", "Port": layout.peer_of(org).port}],
         }
-        if org.is_center:
-            entry["OrdererEndpoints"] = [o.address for o in orderers]
-            # The orderers are CenterMSP nodes with OU peer: let them sign blocks.
-            entry["Policies"]["Writers"] = _sig(f"OR('{m}.member')")
         organisations.append(entry)
     standard = {"Readers": _meta("ANY Readers"), "Writers": _meta("ANY Writers"),
                 "Admins": _meta("MAJORITY Admins")}
@@ -98,8 +99,7 @@ def configtx(layout: Layout) -> dict[str, Any]:
                          "Options": {"TickInterval": "250ms", "ElectionTick": 10,
                                      "HeartbeatTick": 1, "MaxInflightBlocks": 5,
                                      "SnapshotIntervalSize": "16 MB"}},
-            "Organizations": [o for o in organisations
-                              if o["ID"] == center.msp_id],
+            "Organizations": [orderer_org],
             "Policies": {**standard,
                          "BlockValidation": _meta("ANY Writers")},
             "Capabilities": {"V2_0": True},
@@ -112,7 +112,8 @@ def configtx(layout: Layout) -> dict[str, Any]:
             "Capabilities": {"V2_5": True},
         },
     }
-    return {"Organizations": organisations, "Profiles": {"CityUnion": profile}}
+    return {"Organizations": [orderer_org, *organisations],
+            "Profiles": {"CityUnion": profile}}
 
 
 def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:

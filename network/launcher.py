@@ -94,7 +94,7 @@ class Network:
                 if processes.running(self.state_file, o.name)]
         target = (live or self.layout.orderer_nodes())[0]
         return ["-o", target.address, "--tls", "--cafile",
-                str(self.layout.tls_root(self.layout.members.center))]
+                str(self.layout.tls_root(self.layout.orderer_org))]
 
     def _start(self, node: Node, command: list[str], env: dict[str, str],
                ready_port: int) -> None:
@@ -213,15 +213,15 @@ class Network:
         nodes = self.layout.orderer_nodes()
         for node in nodes:
             self.start_orderer(node)
-        center = self.layout.members.center
-        admin_tls = self.layout.admin_dir(center) / "tls"
+        orderer_org = self.layout.orderer_org
+        admin_tls = self.layout.admin_dir(orderer_org) / "tls"
         for node in nodes:
             self._run(f"osnadmin channel join at {node.name}", [
                 str(self.bin / "osnadmin"), "channel", "join",
                 "--channelID", self.layout.members.channel,
                 "--config-block", str(self.layout.genesis_block),
                 "-o", f"127.0.0.1:{node.admin_port}",
-                "--ca-file", str(self.layout.tls_root(center)),
+                "--ca-file", str(self.layout.tls_root(orderer_org)),
                 "--client-cert", str(admin_tls / "client.crt"),
                 "--client-key", str(admin_tls / "client.key")],
                 ok=("channel already exists",))
@@ -406,6 +406,11 @@ class Network:
         info = self.client_view()
         self.layout.network_file.write_text(json.dumps(info, indent=2))
         return info
+
+    def ports(self) -> list[int]:
+        """Every port the network's processes listen on."""
+        return [p for n in self.layout.nodes()
+                for p in (n.port, n.admin_port, n.ops_port, n.cc_port) if p]
 
     def status(self) -> list[dict[str, Any]]:
         """Every node: running or not, pid, address, log."""

@@ -57,12 +57,21 @@ class Layout:
     def members(self) -> Consortium:
         return self.consortium or load_consortium()
 
+    @property
+    def orderer_org(self) -> Organisation:
+        """The center's ordering service: an organisation of its own, so that
+        only its orderers (NodeOU orderer) can sign blocks."""
+        c = self.members.center
+        return Organisation(f"{c.name}Orderer", f"{c.name}OrdererMSP")
+
     # ------------------------------------------------------------ paths
     @property
     def crypto(self) -> Path:
         return self.root / "crypto" / "peerOrganizations"
 
     def org_dir(self, org: Organisation) -> Path:
+        if org == self.orderer_org:
+            return self.root / "crypto" / "ordererOrganizations" / org_domain(org)
         return self.crypto / org_domain(org)
 
     def org_msp(self, org: Organisation) -> Path:
@@ -73,7 +82,8 @@ class Layout:
 
     def node_dir(self, node: Node) -> Path:
         """cryptogen's directory of a peer or orderer (its msp/ and tls/)."""
-        return self.org_dir(node.org) / "peers" / f"{node.name.split('.')[0]}." \
+        kind = "orderers" if node.kind == "orderer" else "peers"
+        return self.org_dir(node.org) / kind / f"{node.name.split('.')[0]}." \
             f"{org_domain(node.org)}"
 
     def admin_dir(self, org: Organisation) -> Path:
@@ -108,7 +118,7 @@ class Layout:
 
     # ------------------------------------------------------------ nodes
     def orderer_nodes(self) -> list[Node]:
-        c = self.members.center
+        c = self.orderer_org
         return [Node(f"orderer{i}", "orderer", c, self.base_port + 10 * i,
                      admin_port=self.base_port + 10 * i + 1,
                      ops_port=self.base_port + 10 * i + 2)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import pytest
 from helpers import Clients, StoreTarget, pg_base_dsn, with_database
 
-from ledger.embedded import EmbeddedNode
+from ledger.connect import EmbeddedConnection
+from ledger.embedded import EmbeddedLedger, EmbeddedNode
 
 if TYPE_CHECKING:
     from ledger.protocol import Connection
@@ -29,9 +30,9 @@ def node(tmp_path: Path) -> Iterator[EmbeddedNode]:
 
 
 @pytest.fixture
-def ids(node: EmbeddedNode) -> Clients:
+def ids(node: EmbeddedNode) -> Clients[EmbeddedLedger]:
     """``ids(org, user)`` is that identity's EmbeddedLedger client on ``node``."""
-    return Clients(node)
+    return Clients(EmbeddedConnection(node))
 
 
 @pytest.fixture
@@ -75,17 +76,21 @@ FABRIC_REQUIRED = ("Fabric binaries are not built: run `cityunion network binari
 @pytest.fixture(scope="session")
 def fabric_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     """One real Fabric 2.5 network (3 Raft orderers, 4 peers, 4 CAs, the
-    chaincode service) for the whole session, on ports from
+    chaincode service) for the whole session, on the first free port range from
     $CITYUNION_TEST_FABRIC_PORT (default 17000); stopped afterwards."""
     from network import binaries
     from network.launcher import Network
+    from network.processes import port_in_use
 
     if not binaries.is_built():
         if os.environ.get("CI"):
             pytest.fail(FABRIC_REQUIRED)
         pytest.skip(FABRIC_REQUIRED)
     base = int(os.environ.get("CITYUNION_TEST_FABRIC_PORT", "17000"))
-    net = Network(tmp_path_factory.mktemp("fabric") / "network", base_port=base)
+    root = tmp_path_factory.mktemp("fabric") / "network"
+    while any(port_in_use(p) for p in Network(root, base_port=base).ports()):
+        base += 400  # another session's network (or anything else) is there
+    net = Network(root, base_port=base)
     try:
         net.up()
         yield net

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from chaincode.contract import CardRecord, card_leaf
 from chaincode.merkle import canonical_json
+from ledger.connect import EmbeddedConnection
 from ledger.embedded import EmbeddedNode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     node = EmbeddedNode(tmp_path_factory.mktemp("determinism") / "ledger")
     try:
-        yield build_world(Clients(node))
+        yield build_world(Clients(EmbeddedConnection(node)))
     finally:
         node.close()
 
@@ -92,7 +93,7 @@ def test_other_processes_endorse_identically(shared: World, tmp_path: Path) -> N
 def clearing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clients]:
     node = EmbeddedNode(tmp_path_factory.mktemp("clearing") / "ledger")
     try:
-        yield Clients(node)
+        yield Clients(EmbeddedConnection(node))
     finally:
         node.close()
 

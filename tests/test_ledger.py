@@ -29,6 +29,7 @@ from helpers import (
 from chaincode.merkle import canonical_json
 from chaincode.stub import prefix_range
 from ledger import crypto
+from ledger.connect import EmbeddedConnection
 from ledger.embedded import (
     GENESIS_PREVIOUS,
     MVCC_READ_CONFLICT,
@@ -91,7 +92,7 @@ def test_blocks_link_sign_and_carry_their_transactions(store_target: StoreTarget
     with store_target.open() as node:
         sqlite_file = store_target.data_dir / "ledger.sqlite"
         assert sqlite_file.exists() == (store_target.dsn is None)
-        ids = Clients(node)
+        ids = Clients(EmbeddedConnection(node))
         receipts = run_scenario(ids)
         height = node.height()
         assert height == 1 + len(receipts)  # genesis + one block per submit here
@@ -143,7 +144,7 @@ def test_blocks_link_sign_and_carry_their_transactions(store_target: StoreTarget
 
 def test_history_and_range(store_target: StoreTarget) -> None:
     with store_target.open() as node:
-        ids = Clients(node)
+        ids = Clients(EmbeddedConnection(node))
         receipts = run_scenario(ids)
         scheme = receipts["scheme"].result["id"]
         history = node.history(f"a~{scheme}")
@@ -180,7 +181,7 @@ def test_history_and_range(store_target: StoreTarget) -> None:
 
 def test_events_resume_exactly_after_a_position(store_target: StoreTarget) -> None:
     with store_target.open() as node:
-        ids = Clients(node)
+        ids = Clients(EmbeddedConnection(node))
         receipts = list(run_scenario(ids).values())
         ks = ids("Kunshan", "transport")
         made = [ks.submit("RegisterIdentifier", identifier_args(kind, scheme))
@@ -275,13 +276,13 @@ def _assert_not_applied(node: EmbeddedNode, tx_id: str, status: str) -> None:
 
 def test_mvcc_conflict_in_one_block(store_target: StoreTarget) -> None:
     with store_target.open() as node:
-        world = build_world(Clients(node))
+        world = build_world(Clients(EmbeddedConnection(node)))
         place = world.ids("Kunshan", "transport").submit(
             "RegisterIdentifier", identifier_args("place", "poi")).result["id"]
     # Reopen so that a block waits for two transactions: both are simulated
     # against the same committed state before either commits.
     with store_target.open(block_max_txs=2, block_timeout=10) as node:
-        ids = Clients(node)
+        ids = Clients(EmbeddedConnection(node))
         height = node.height()
         links = [{"identifier_id": world.obj, "target_id": world.org,
                   "relation": "organisation"},
@@ -328,12 +329,13 @@ def test_stale_read_from_an_earlier_block_is_invalid(
     ids("Kunshan", "admin").submit("LinkIdentifier", {
         "identifier_id": world.obj, "target_id": world.org,
         "relation": "organisation"})  # a~obj is now at v2
-    before = snapshot(node)
+    before = snapshot(EmbeddedConnection(node))
     monkeypatch.setattr(node, "simulate", lambda *_: endorsed)
     receipt = node.submit(proposal, signature).result(timeout=10)
     assert receipt.status == MVCC_READ_CONFLICT
     assert receipt.events == []
-    assert snapshot(node)[1] == before[1], "an invalid tx changed world state"
+    assert snapshot(EmbeddedConnection(node))[1] == before[1], \
+        "an invalid tx changed world state"
     assert node.height() == before[0] + 1
     monkeypatch.undo()
     _assert_not_applied(node, proposal["tx_id"], MVCC_READ_CONFLICT)
@@ -346,16 +348,16 @@ def test_batch_reported_after_clearing_was_simulated_is_a_phantom(
         node: EmbeddedNode, ids: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
     world = build_world(ids)
     proposal, signature = ids(CENTER)._proposal("RunClearing",
-                                                {"business_day": DAY})
-    endorsed = node.simulate(proposal, signature, None)  # ranges over DAY's batches
+                                                {"business_day": world.day})
+    endorsed = node.simulate(proposal, signature, None)  # ranges over its batches
     late = ids("Shanghai").submit("ReportTransactionBatch", batch_args(
-        [card_record("late", "Kunshan", 5000)])).result["id"]
+        [card_record("late", "Kunshan", 5000)], world.day)).result["id"]
     monkeypatch.setattr(node, "simulate", lambda *_: endorsed)
     receipt = node.submit(proposal, signature).result(timeout=10)
     monkeypatch.undo()
     assert receipt.status == PHANTOM_READ_CONFLICT and receipt.events == []
     _assert_not_applied(node, proposal["tx_id"], PHANTOM_READ_CONFLICT)
-    rerun = ids(CENTER).submit("RunClearing", {"business_day": DAY})
+    rerun = ids(CENTER).submit("RunClearing", {"business_day": world.day})
     assert set(rerun.events[0]["data"]["batches"]) == {world.batch, late}
     assert node.verify().ok
 
@@ -366,7 +368,7 @@ def test_concurrent_submits_are_batched_and_all_commit(store_target: StoreTarget
     users = [(c, u) for c in CITIES for u in ("transport", "health", "admin")][:8]
     per_thread = 6
     with store_target.open(block_timeout=0.05) as node:
-        ids = Clients(node)
+        ids = Clients(EmbeddedConnection(node))
         height = node.height()
         barrier = threading.Barrier(len(users))
         receipts: list[Receipt] = []
@@ -405,7 +407,7 @@ def test_bad_signatures_and_foreign_creators_are_not_endorsed(
         node: EmbeddedNode, ids: Clients, tmp_path: Path) -> None:
     client = ids("Kunshan")
     args = {"code": "transport", "name": "Transport", "duties": ["transport"]}
-    before = snapshot(node)
+    before = snapshot(EmbeddedConnection(node))
     proposal, signature = client._proposal("RegisterDepartment", args)
     flipped = signature[:-1] + bytes([signature[-1] ^ 1])
     with pytest.raises(EndorseError, match="signature") as info:
@@ -422,7 +424,7 @@ def test_bad_signatures_and_foreign_creators_are_not_endorsed(
         stranger = EmbeddedLedger(node, other.wallet.identity("Kunshan", "admin"))
         with pytest.raises(EndorseError, match="creator rejected"):
             stranger.submit("RegisterDepartment", args)
-    assert snapshot(node) == before
+    assert snapshot(EmbeddedConnection(node)) == before
 
 
 def test_a_replayed_transaction_is_refused(node: EmbeddedNode, ids: Clients,
@@ -435,19 +437,19 @@ def test_a_replayed_transaction_is_refused(node: EmbeddedNode, ids: Clients,
     monkeypatch.setattr(node, "simulate", lambda *_: endorsed)
     first = node.submit(proposal, signature).result(timeout=10)
     assert first.status == VALID
-    before = snapshot(node)
+    before = snapshot(EmbeddedConnection(node))
     with pytest.raises(SubmitError, match="duplicate tx id") as info:
         node.submit(proposal, signature).result(timeout=10)
     assert info.value.tx_id == proposal["tx_id"]
-    assert snapshot(node) == before
+    assert snapshot(EmbeddedConnection(node)) == before
 
 
 # ------------------------------------------------------------- reopening
 def test_reopen_keeps_the_chain_and_one_writer(tmp_path: Path) -> None:
     data = tmp_path / "ledger"
     with EmbeddedNode(data) as node:
-        receipts = run_scenario(Clients(node))
-        before = snapshot(node)
+        receipts = run_scenario(Clients(EmbeddedConnection(node)))
+        before = snapshot(EmbeddedConnection(node))
         with pytest.raises(LedgerError, match="in use"):
             EmbeddedNode(data)
         reader = EmbeddedNode(data, read_only=True)
@@ -457,10 +459,11 @@ def test_reopen_keeps_the_chain_and_one_writer(tmp_path: Path) -> None:
                 "RegisterDepartment", {"code": "x", "name": "X", "duties": ["x"]})
         reader.close()
     with EmbeddedNode(data) as node:
-        assert snapshot(node) == before
+        assert snapshot(EmbeddedConnection(node)) == before
         assert node.store.has_tx(receipts["clearing"].tx_id)
-        more = Clients(node)("Taicang").submit("RegisterDepartment", {
-            "code": "health", "name": "Health", "duties": ["health"]})
+        more = Clients(EmbeddedConnection(node))("Taicang").submit(
+            "RegisterDepartment", {"code": "health", "name": "Health",
+                                   "duties": ["health"]})
         assert more.block_number == before[0]
         assert node.verify().ok
     with pytest.raises(LedgerError, match="no ledger"):
@@ -485,7 +488,7 @@ def test_a_committer_process_commits_what_a_thread_would(
     """The same scenario, MVCC conflict and replay refusal with the committer in
     a process of its own; followers are woken by its receipts."""
     with EmbeddedNode(tmp_path / "p", committer="process") as node:
-        ids = Clients(node)
+        ids = Clients(EmbeddedConnection(node))
         receipts = run_scenario(ids)
         assert all(r.status == VALID for r in receipts.values())
         assert [e.tx_id for e in node.events()][-1] == list(receipts.values())[-1].tx_id
@@ -538,7 +541,7 @@ def test_a_dead_committer_process_fails_submits_instead_of_hanging(
         node_key = node.wallet.root / "Center" / "users" / "node.key"
         key = node_key.read_bytes()
         node_key.unlink()  # the committer process cannot start without it
-        client = Clients(node)("Kunshan", "transport")
+        client = Clients(EmbeddedConnection(node))("Kunshan", "transport")
         try:
             with pytest.raises(LedgerError, match="committer process ended"):
                 client.submit("RegisterIdentifier", identifier_args())

@@ -23,6 +23,7 @@ from helpers import CENTER, Clients, identifier_args, run_scenario
 
 from chaincode.merkle import canonical_json
 from ledger import crypto
+from ledger.connect import EmbeddedConnection
 from ledger.embedded import MVCC_READ_CONFLICT, VALID, EmbeddedNode, data_hash
 from ledger.protocol import VerifyReport
 
@@ -51,7 +52,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
 
 
 def _build(node: EmbeddedNode) -> Chain:
-    ids = Clients(node)
+    ids = Clients(EmbeddedConnection(node))
     run_scenario(ids)
     ks, ka = ids("Kunshan", "transport"), ids("Kunshan", "admin")
     made = [ks.submit("RegisterIdentifier", identifier_args(kind, scheme))

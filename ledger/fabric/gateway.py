@@ -122,6 +122,20 @@ class FabricNetwork:
     _channels: dict[str, grpc.Channel] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     closed: bool = field(default=False, repr=False)
+    # Read-your-writes across peers: the newest block any of our commands
+    # committed in, and how far each peer is known to have got.
+    committed: int = field(default=-1, repr=False)
+    heights: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def note_commit(self, org: str, block_number: int) -> None:
+        """A command committed in ``block_number``, as ``org``'s peer reported."""
+        with self._lock:
+            self.committed = max(self.committed, block_number)
+            self.heights[org] = max(self.heights.get(org, 0), block_number + 1)
+
+    def lags(self, org: str) -> bool:
+        """Whether ``org``'s peer may not hold every block our commands made."""
+        return self.heights.get(org, 0) <= self.committed
 
     @classmethod
     def load(cls, directory: Path) -> FabricNetwork:
@@ -480,6 +494,7 @@ class FabricLedger:
         awaited by gRPC, no thread is held). A contract rejection, EndorseError or
         SubmitError is raised here; the future raises CommitError for an invalid
         commit, or LedgerError when the commit status could not be learned."""
+        self._catch_up()
         for attempt in range(ENDORSE_ATTEMPTS):
             tx_id, signed = build_proposal(self.identity, self.network.channel,
                                            self.network.chaincode,
@@ -533,6 +548,7 @@ class FabricLedger:
                     f"commit status of {tx_id} unknown: {e!r}", tx_id))
                 return
             name = _validation_code(status.result)
+            self.network.note_commit(self.peer.org, status.block_number)
             if name != VALID:
                 outcome.set_exception(CommitError(
                     f"transaction {tx_id} committed as {name} in block "
@@ -549,9 +565,26 @@ class FabricLedger:
         """Run a contract query on the Gateway's own peer (the one whose commit
         status ``submit`` waits for, so a query sees the caller's committed
         writes); raises the contract's ContractError when it rejects the query."""
+        self._catch_up()
         return _json_object(self._evaluate(self.network.chaincode,
                                            chaincode_args(function, args),
                                            function))
+
+    def _catch_up(self, timeout: float = 10.0) -> None:
+        """Wait until this Gateway's peer holds every block a command of this
+        network connection committed in (another city's peer reported it), so a
+        command or query that depends on it is not refused by a lagging peer;
+        after ``timeout`` go on and let the peer answer."""
+        org, deadline = self.peer.org, time.monotonic() + timeout
+        while self.network.lags(org):
+            target = self.network.committed
+            seen = self._peer_height()
+            with self.network._lock:
+                self.network.heights[org] = max(self.network.heights.get(org, 0),
+                                                seen)
+            if seen > target or time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
 
     def _evaluate(self, chaincode: str, args: Sequence[bytes], what: str) -> bytes:
         tx_id, signed = build_proposal(self.identity, self.network.channel,
@@ -576,7 +609,12 @@ class FabricLedger:
 
     def height(self) -> int:
         """The number of blocks on the channel, as the Gateway's peer has them
-        (qscc ``GetChainInfo``)."""
+        (qscc ``GetChainInfo``), once that peer holds every block this network
+        connection's commands committed in."""
+        self._catch_up()
+        return self._peer_height()
+
+    def _peer_height(self) -> int:
         return int(ledger_pb2.BlockchainInfo.FromString(
             self._system_query("GetChainInfo")).height)
 
