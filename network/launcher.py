@@ -100,8 +100,12 @@ class Network:
                ready_port: int) -> None:
         log = self.layout.logs / f"{node.name}.log"
         if processes.running(self.state_file, node.name) is None:
-            busy = [p for p in (node.port, node.admin_port, node.ops_port, node.cc_port)
-                    if p and processes.port_in_use(p)]
+            ports = [p for p in (node.port, node.admin_port, node.ops_port,
+                                 node.cc_port) if p]
+            deadline = time.monotonic() + 5  # a process just stopped may still
+            while (busy := [p for p in ports if processes.port_in_use(p)]) and (
+                    time.monotonic() < deadline):  # be closing its sockets
+                time.sleep(0.05)
             if busy:
                 raise NetworkError(
                     f"cannot start {node.name}: port(s) {busy} on 127.0.0.1 are in use"
@@ -344,40 +348,48 @@ class Network:
             *self._orderer_flags(), *peers], center_env)
         self.say(f"chaincode {cons.chaincode} committed on {cons.channel}")
 
-    def _wait_until_endorsing(self, timeout: float = 60.0) -> None:
-        """Wait until every organisation's Gateway finds peers of a majority of
-        member cities for the chaincode (gossip spreads membership in a few
-        seconds after a start): a read-only proposal is endorsed, never
-        submitted, through each Gateway until it succeeds."""
+    def _wait_until_endorsing(self, orgs: list[Organisation] | None = None,
+                              timeout: float = 60.0) -> None:
+        """Wait until the Gateway of each of ``orgs`` (default: all) knows every
+        member city's peer for the chaincode (gossip spreads membership a few
+        seconds after a start): through each Gateway, a read-only proposal is
+        endorsed, never submitted, by every majority of cities in turn."""
+        import itertools
+
         import grpc
         from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 
         from ledger.fabric.gateway import FabricNetwork, build_proposal, chaincode_args
 
         network = FabricNetwork.load(self.layout.root)
+        cities = [c.msp_id for c in self.layout.members.cities]
+        majorities = list(itertools.combinations(cities, len(cities) // 2 + 1))
         deadline = time.monotonic() + timeout
         try:
-            for org in self.layout.members.organisations:
+            for org in orgs or self.layout.members.organisations:
                 identity = network.identity(org.name, "admin")
                 stub = gateway_pb2_grpc.GatewayStub(network.connect(org.name))
-                while True:
-                    tx_id, signed = build_proposal(
-                        identity, network.channel, network.chaincode,
-                        chaincode_args("KeyHistory", {"key": "probe"}))
-                    try:
-                        stub.Endorse(gateway_pb2.EndorseRequest(
-                            transaction_id=tx_id, channel_id=network.channel,
-                            proposed_transaction=signed), timeout=10)
-                        break
-                    except grpc.RpcError as e:
-                        if time.monotonic() > deadline:
-                            raise NetworkError(
-                                f"{org.name}'s Gateway cannot endorse after "
-                                f"{timeout:.0f} s: {e.details()}") from None
-                        time.sleep(0.25)
+                for endorsers in majorities:
+                    while True:
+                        tx_id, signed = build_proposal(
+                            identity, network.channel, network.chaincode,
+                            chaincode_args("KeyHistory", {"key": "probe"}))
+                        try:
+                            stub.Endorse(gateway_pb2.EndorseRequest(
+                                transaction_id=tx_id, channel_id=network.channel,
+                                proposed_transaction=signed,
+                                endorsing_organizations=endorsers), timeout=10)
+                            break
+                        except grpc.RpcError as e:
+                            if time.monotonic() > deadline:
+                                raise NetworkError(
+                                    f"{org.name}'s Gateway cannot reach "
+                                    f"{' + '.join(endorsers)} after {timeout:.0f} s:"
+                                    f" {e.details()}") from None
+                            time.sleep(0.2)
         finally:
             network.close()
-        self.say("every Gateway endorses with a majority of member cities")
+        self.say("every Gateway endorses with every majority of member cities")
 
     # ------------------------------------------------------------- the views
     def client_view(self) -> dict[str, Any]:
@@ -429,11 +441,14 @@ class Network:
         return processes.stop(self.state_file, name, kill=kill)
 
     def start_node(self, name: str) -> None:
-        """Start one stopped node again (its data is kept)."""
+        """Start one stopped node again (its data is kept); a peer is back when
+        its Gateway can endorse again."""
         node = self.layout.node(name)
         {"orderer": self.start_orderer, "peer": self.start_peer,
          "chaincode": lambda _n: self.start_chaincode(),
          "ca": lambda _n: self._start_cas()}[node.kind](node)
+        if node.kind == "peer":
+            self._wait_until_endorsing([node.org])
 
     def down(self, purge: bool = False) -> list[str]:
         """Stop every process the launcher started (by pid); ``purge`` also

@@ -57,14 +57,10 @@ def running(state_file: Path, name: str) -> int | None:
     if not entry:
         return None
     pid = int(entry["pid"])
-    cmd = _cmdline(pid)
-    if not cmd or entry["program"] not in cmd:
+    if _gone(pid):
         return None
-    with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state == "Z":  # exited, not yet reaped by its parent
-            return None
-    return pid
+    cmd = _cmdline(pid)  # empty while it exits; another program: pid reused
+    return None if cmd and entry["program"] not in cmd else pid
 
 
 def start(state_file: Path, name: str, command: list[str], env: dict[str, str],
@@ -96,13 +92,22 @@ def stop(state_file: Path, name: str, timeout: float = 10.0,
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
     deadline = time.monotonic() + timeout
-    while running(state_file, name) is not None:
+    while not _gone(pid):  # (an exiting process loses its cmdline first, and
+        # closes its sockets only later: wait for the zombie, or nothing)
         if time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             deadline = time.monotonic() + 5
         time.sleep(0.05)
     return True
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
 
 
 def log_tail(log: Path, lines: int = 12) -> str:

@@ -84,6 +84,8 @@ ENDORSER_TRANSACTION = common_pb2.HeaderType.Value("ENDORSER_TRANSACTION")
 TX_VALID = transaction_pb2.TxValidationCode.Value("VALID")
 # Endorsements refused because endorsing peers lag one another are tried again.
 ENDORSE_ATTEMPTS = 6
+# Submits no orderer accepted (UNAVAILABLE) are sent again for about 10 s.
+SUBMIT_ATTEMPTS = 9
 
 # Stream failures worth no retry: the request itself is wrong or not allowed.
 PERMANENT = frozenset({"INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED",
@@ -518,14 +520,22 @@ class FabricLedger:
         events = domain_events(
             chaincode_event_pb2.ChaincodeEvent.FromString(action.events).payload)
         envelope.signature = self.identity.sign(envelope.payload)
-        try:
-            self._gateway.Submit(
-                gateway_pb2.SubmitRequest(transaction_id=tx_id,
-                                          channel_id=self.network.channel,
-                                          prepared_transaction=envelope),
-                timeout=self.timeouts.submit)
-        except grpc.RpcError as e:
-            _fail(e, SubmitError, f"submitting {function} ({tx_id})", tx_id)
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                self._gateway.Submit(
+                    gateway_pb2.SubmitRequest(transaction_id=tx_id,
+                                              channel_id=self.network.channel,
+                                              prepared_transaction=envelope),
+                    timeout=self.timeouts.submit)
+                break
+            except grpc.RpcError as e:
+                # No orderer took it (a Raft election, an orderer restarting):
+                # the same signed envelope may go again, a tx id commits once.
+                if (attempt + 1 < SUBMIT_ATTEMPTS
+                        and e.code() == grpc.StatusCode.UNAVAILABLE):
+                    time.sleep(min(0.1 * 2 ** attempt, 2.0))
+                    continue
+                _fail(e, SubmitError, f"submitting {function} ({tx_id})", tx_id)
         request = gateway_pb2.CommitStatusRequest(
             transaction_id=tx_id, channel_id=self.network.channel,
             identity=self.identity.serialized).SerializeToString()
