@@ -44,15 +44,17 @@ def test_compose_describes_the_consortium() -> None:
     consortium = load_consortium()
     peers = {f"peer0.{o.name.lower()}.cityunion.example": o.msp_id
              for o in consortium.organisations}
-    orderers = {f"orderer{i}.{consortium.center.name.lower()}.cityunion.example"
+    orderers = {f"orderer{i}.{consortium.center.name.lower()}orderer.cityunion.example"
                 for i in range(3)}
+    cas = {f"ca.{o.name.lower()}.cityunion.example" for o in consortium.organisations}
     services = set(compose("config", "--services").split())
-    assert services == {*peers, *orderers, "cityunion-chaincode"}
+    assert services == {*peers, *orderers, *cas, "cityunion-chaincode"}
 
     config = compose("config")
-    assert config.count("image: hyperledger/fabric-peer:3.1.5") == len(peers)
-    assert config.count("image: hyperledger/fabric-orderer:3.1.5") == 3
-    assert config.count("ORDERER_GENERAL_LOCALMSPID: CenterMSP") == 3
+    assert config.count("image: hyperledger/fabric-peer:2.5.9") == len(peers)
+    assert config.count("image: hyperledger/fabric-orderer:2.5.9") == 3
+    assert config.count("image: hyperledger/fabric-ca:1.5.15") == len(cas)
+    assert config.count("ORDERER_GENERAL_LOCALMSPID: CenterOrdererMSP") == 3
     for msp in peers.values():
         assert f"CORE_PEER_LOCALMSPID: {msp}" in config
     for setting in ("CORE_VM_ENDPOINT: ''", "CORE_PEER_GATEWAY_ENABLED: 'true'",
