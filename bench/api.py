@@ -1,6 +1,8 @@
-"""API benchmark (embedded ledger; Fabric is not available in this build).
+"""API benchmark, on the embedded ledger or a Fabric network.
 
-Starts ``cityunion serve`` as its own process on a seeded ledger, then, from this
+Starts ``cityunion serve`` as its own process on a seeded ledger (``--ledger
+fabric --network DIR``: a running network, seeded with this run's own keys), then,
+from this
 second process, measures:
 - reads: p50/p99 latency and achieved requests/s at a fixed open-loop rate (each
   request is timed from the moment it was scheduled, so a stalled server or
@@ -14,12 +16,14 @@ on a small machine the client costs the server little CPU. Prints one JSON
 object.
 
     python -m bench.api [--rate 500] [--seconds 10] [--lag-samples 200]
+                        [--ledger fabric --network DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -31,14 +35,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from chaincode.errors import Conflict
 from chaincode.merkle import merkle_root
-from ledger.embedded import EmbeddedLedger, EmbeddedNode
+from ledger.connect import connect
+from ledger.protocol import Connection as LedgerConnection
 
 ROOT = Path(__file__).resolve().parents[1]
-DAYS = [f"2026-10-{d:02d}" for d in range(1, 21)]
+RUN = f"{random.randrange(1 << 32):08x}"  # keys of this run (a Fabric ledger stays)
+_FIRST = date(2100, 1, 1) + timedelta(days=20 * random.randrange(10_000))
+DAYS = [(_FIRST + timedelta(days=d)).isoformat() for d in range(20)]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -58,31 +67,31 @@ def _hash(text: str) -> str:
 
 
 # ----------------------------------------------------------------- the data
-def seed(data_dir: Path, identifiers: int) -> list[str]:
+def seed(conn: LedgerConnection, identifiers: int) -> list[str]:
     """A ledger with every read model populated; returns identifier ids."""
-    with EmbeddedNode(data_dir) as node:
-        def as_(org: str, user: str = "admin") -> EmbeddedLedger:
-            return EmbeddedLedger(node, node.wallet.identity(org, user))
-
+    try:
+        as_ = conn.client
         ks, kt = as_("Kunshan"), as_("Kunshan", "transport")
-        ks.submit("RegisterDepartment", {"code": "transport", "name": "Transport",
-                                         "duties": ["transport"]})
+        with contextlib.suppress(Conflict):  # a Fabric network seeded before
+            ks.submit("RegisterDepartment", {"code": "transport", "name": "Transport",
+                                             "duties": ["transport"]})
         with ThreadPoolExecutor(16) as pool:
             ids = list(pool.map(lambda i: kt.submit("RegisterIdentifier", {
                 "kind": ("person", "place", "organisation")[i % 3],
                 "category": "identity", "scheme": "cn-id",
-                "natural_key_hash": _hash(f"id{i}")}).result["id"],
+                "natural_key_hash": _hash(f"{RUN}id{i}")}).result["id"],
                 range(identifiers)))
             schemes = list(pool.map(lambda i: kt.submit("ApplyCodeScheme", {
-                "application_name": f"app{i}", "code_type": "transport",
-                "scope": f"scope{i}", "data_sharing_commitment": True}
+                "application_name": f"app{RUN}{i}", "code_type": "transport",
+                "scope": f"scope{RUN}{i}", "data_sharing_commitment": True}
             ).result["id"], range(20)))
         for s in schemes[:10]:
             as_("Center").submit("ApproveCodeScheme", {"scheme_id": s})
         for n, day in enumerate(DAYS):
             for acquirer, issuer in (("Kunshan", "Shanghai"), ("Shanghai", "Taicang"),
                                      ("Taicang", "Kunshan")):
-                records = [{"record_id": f"{day}-{issuer}-{i}", "issuer_city": issuer,
+                records = [{"record_id": f"{RUN}-{day}-{issuer}-{i}",
+                            "issuer_city": issuer,
                             "card_id_hash": _hash(f"{day}{i}"),
                             "amount_fen": 100 + i, "time": f"{day}T08:00:00Z",
                             "terminal_id": "T1"} for i in range(20)]
@@ -91,6 +100,8 @@ def seed(data_dir: Path, identifiers: int) -> list[str]:
                     "merkle_root": merkle_root(records)})
             if n < len(DAYS) - 2:
                 as_("Center").submit("RunClearing", {"business_day": day})
+    finally:
+        conn.close()
     return ids
 
 
@@ -276,10 +287,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def _start_server(data_dir: Path, port: int, ledger: list[str]
+                  ) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve",
-                             "--data-dir", str(data_dir), "--port", str(port)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL)
+                             "--data-dir", str(data_dir), "--port", str(port),
+                             *ledger], cwd=ROOT, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -332,27 +344,36 @@ def main() -> None:
     parser.add_argument("--lag-samples", type=int, default=200)
     parser.add_argument("--identifiers", type=int, default=600,
                         help="identifiers seeded before the run")
+    parser.add_argument("--ledger", choices=["embedded", "fabric"],
+                        default="embedded")
+    parser.add_argument("--network", type=Path,
+                        help="with --ledger fabric: a running network's directory")
     args = parser.parse_args()
+    if args.ledger == "fabric" and args.network is None:
+        parser.error("--ledger fabric needs --network DIR (cityunion network up)")
 
     from api.tokens import TokenService
 
     with tempfile.TemporaryDirectory(prefix="cu-bench-api-") as tmp:
         data_dir = Path(tmp) / "node"
         seeded = time.perf_counter()
-        ids = seed(data_dir, args.identifiers)
+        ids = seed(connect(args.ledger, data_dir=data_dir, network=args.network),
+                   args.identifiers)
         seeded = time.perf_counter() - seeded
         issuer = TokenService(data_dir)
         tokens = {"center": issuer.issue("Center", "center_admin")[1],
                   "transport": issuer.issue("Kunshan", "department",
                                             "transport")[1]}
         port = _free_port()
-        server = _start_server(data_dir, port)
+        server = _start_server(data_dir, port, [
+            "--ledger", args.ledger,
+            *(["--network", str(args.network)] if args.network else [])])
         try:
             result = asyncio.run(run(args, port, tokens, ids))
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
-    report = {"benchmark": "api", "ledger": "embedded", "cpus": os.cpu_count(),
+    report = {"benchmark": "api", "ledger": args.ledger, "cpus": os.cpu_count(),
               "seed_seconds": round(seeded, 1), "identifiers": args.identifiers,
               **result}
     print(json.dumps(report, indent=2))

@@ -63,8 +63,12 @@ class PositionConflict(Exception):
 def ensure_schema(db: Database) -> None:
     """Create the read-model tables and a starting position per projection."""
     db.script(TRACKING_SCHEMA + ";" + ";".join(p.schema for p in ALL_PROJECTIONS))
+    columns = db.query("SELECT * FROM projection_tracking LIMIT 1")
+    if columns and "tx_id" not in columns[0]:  # made before tx ids were kept
+        db.script("ALTER TABLE projection_tracking ADD COLUMN tx_id TEXT")
     with db.transaction() as cur:
-        cur.executemany("INSERT INTO projection_tracking VALUES (?, -1, -1, -1, NULL) "
+        cur.executemany("INSERT INTO projection_tracking "
+                        "(name, block, tx, event) VALUES (?, -1, -1, -1) "
                         "ON CONFLICT (name) DO NOTHING",
                         [(p.name,) for p in ALL_PROJECTIONS])
 
@@ -82,14 +86,19 @@ def clear(db: Database, projections: Iterable[Projection] = ALL_PROJECTIONS) -> 
             for table in p.tables:
                 cur.execute(f"DELETE FROM {table}")
             cur.execute("UPDATE projection_tracking SET block = -1, tx = -1, "
-                        "event = -1, updated_at = NULL WHERE name = ?", (p.name,))
+                        "event = -1, updated_at = NULL, tx_id = NULL WHERE name = ?",
+                        (p.name,))
 
 
-def _advance(cur: Cursor, name: str, old: Position, new: Position) -> None:
+def _advance(cur: Cursor, name: str, old: Position, new: Position,
+             tx_id: str | None = None) -> None:
+    """Move a projection's checkpoint, (block, tx, event) and the transaction id
+    there, from ``old`` (compare-and-set) inside the views' transaction."""
     changed = cur.execute(
         "UPDATE projection_tracking SET block = ?, tx = ?, event = ?, "
-        "updated_at = ? WHERE name = ? AND block = ? AND tx = ? AND event = ?",
-        (*new, datetime.now(UTC).isoformat(), name, *old))
+        "updated_at = ?, tx_id = ? "
+        "WHERE name = ? AND block = ? AND tx = ? AND event = ?",
+        (*new, datetime.now(UTC).isoformat(), tx_id, name, *old))
     if changed != 1:
         raise PositionConflict(f"projection {name} is no longer at {tuple(old)}")
 
@@ -150,7 +159,7 @@ class Follower:
                 mine = [e for e in events if e.position > old]
                 if not mine:
                     continue
-                _advance(cur, p.name, old, mine[-1].position)
+                _advance(cur, p.name, old, mine[-1].position, mine[-1].tx_id)
                 moved[p.name] = mine[-1].position
                 for ev in mine:
                     p.apply(cur, ev)

@@ -21,7 +21,7 @@ Handler = Callable[[Any, Cursor, CommittedEvent], None]
 TRACKING_SCHEMA = """
 CREATE TABLE IF NOT EXISTS projection_tracking (
     name TEXT PRIMARY KEY, block BIGINT NOT NULL, tx INTEGER NOT NULL,
-    event INTEGER NOT NULL, updated_at TEXT)
+    event INTEGER NOT NULL, updated_at TEXT, tx_id TEXT)
 """
 
 
