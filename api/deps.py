@@ -54,7 +54,7 @@ class Runtime:
             db = Database(settings.read_model_target)
             follower = Follower(gateway.reader, db, verify_block=gateway.verify_block)
             tokens = TokenService(settings.data_dir, db)
-            tokens.key  # made now, so `token issue` finds this node
+            _ = tokens.key  # made now, so `token issue` finds this node
         except BaseException:
             gateway.close()
             raise

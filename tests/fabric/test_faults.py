@@ -49,7 +49,7 @@ def test_a_city_peer_down_majority_still_commits_then_it_catches_up(
     # restarted: Shanghai's peer pulls the blocks it missed from the orderers
     shanghai = connect("fabric", network=fabric_network.layout.root)
     try:
-        wait_for(lambda: shanghai.client("Shanghai", "auditor")._peer_height()
+        wait_for(lambda: shanghai.client("Shanghai", "auditor").height()
                  > receipts[-1].block_number)
         assert register(fabric_connection, "Shanghai").status == "VALID"
     finally:
