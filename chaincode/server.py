@@ -32,7 +32,7 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeAlias, TypeVar
@@ -52,14 +52,13 @@ from fabric_protos.peer import (
 from google.protobuf.message import DecodeError, Message
 
 from chaincode.errors import ContractError
-from chaincode.stub import Creator, KeyModification, Stub
+from chaincode.stub import Creator, Invoke, KeyModification, Stub
 
 log = logging.getLogger("cityunion.chaincode")
 
 Msg = chaincode_shim_pb2.ChaincodeMessage
 Pb: TypeAlias = Any  # a protobuf message (the generated modules have no stubs)
 T = Msg.Type
-Invoke = Callable[[Stub], bytes]
 R = TypeVar("R")
 
 OK, ERROR_THRESHOLD, ERROR = 200, 400, 500  # shim.OK / ERRORTHRESHOLD / ERROR

@@ -8,7 +8,7 @@ recorded for MVCC validation at commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -49,6 +49,10 @@ class Stub(Protocol):
     def get_tx_timestamp(self) -> datetime: ...
     def get_transient(self) -> dict[str, bytes]: ...
     def set_event(self, name: str, payload: bytes) -> None: ...
+
+
+Invoke = Callable[[Stub], bytes]
+"""The chaincode as a ledger runs it: a transaction's stub in, the response out."""
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:

@@ -29,7 +29,7 @@ from typing import Any
 from chaincode import contract
 from chaincode.errors import ContractError
 from chaincode.merkle import canonical_json
-from chaincode.stub import Creator, KeyModification
+from chaincode.stub import Creator, Invoke, KeyModification
 from ledger import crypto
 from ledger.committer import (  # the status names are part of this module's API
     DUPLICATE_TXID,
@@ -169,10 +169,13 @@ class EmbeddedNode:
     def __init__(self, data_dir: str | Path, *, dsn: str | None = None,
                  block_max_txs: int = 500, block_timeout: float = 0.002,
                  backend: crypto.Backend | None = None,
-                 read_only: bool = False, committer: str = "thread") -> None:
+                 read_only: bool = False, committer: str = "thread",
+                 invoke: Invoke = contract.invoke) -> None:
         """Open (creating if needed) the ledger in ``data_dir``, or in PostgreSQL
         at ``dsn``. ``committer="process"`` commits in a process of its own, so
-        that endorsement and commit run on different cores."""
+        that endorsement and commit run on different cores. ``invoke`` is the
+        chaincode (as the chaincode server takes it)."""
+        self.invoke = invoke
         if committer not in ("thread", "process"):
             raise ValueError(f"committer must be 'thread' or 'process', not "
                              f"{committer!r}")
@@ -322,7 +325,7 @@ class EmbeddedNode:
         signed = self._check(proposal, signature)
         stub = EmbeddedStub(self.store, proposal, transient)
         stub.proposal_text = signed.decode()
-        return stub, contract.invoke(stub)
+        return stub, self.invoke(stub)
 
     def submit(self, proposal: dict[str, Any], signature: bytes,
                transient: dict[str, bytes] | None = None) -> Future[Receipt]:

@@ -549,3 +549,22 @@ def test_a_dead_committer_process_fails_submits_instead_of_hanging(
                 client.submit("RegisterIdentifier", identifier_args())
         finally:
             node_key.write_bytes(key)
+
+
+def test_the_node_runs_the_chaincode_it_is_given(tmp_path: Path) -> None:
+    """As the chaincode server, the node takes the contract's ``invoke``."""
+    from chaincode.stub import Stub
+
+    calls: list[list[bytes]] = []
+
+    def echo(stub: Stub) -> bytes:
+        calls.append(stub.get_args())
+        stub.put_state("echo", stub.get_args()[1])
+        return b'{"echoed": true}'
+
+    with EmbeddedNode(tmp_path / "ledger", invoke=echo) as node:
+        client = Clients(EmbeddedConnection(node))("Kunshan", "admin")
+        receipt = client.submit("Anything", {"x": 1})
+        assert receipt.result == {"echoed": True} and receipt.status == "VALID"
+        assert calls == [[b"Anything", b'{"x":1}']]
+        assert node.store.get_state("echo")[0] == '{"x":1}'  # type: ignore[index]
