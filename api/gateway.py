@@ -2,7 +2,7 @@
 
 The API server is the city's node and gateway: it holds the wallet, and a
 command is submitted with the wallet identity matching the token's (city, role,
-department) — a department not yet in the wallet is enrolled on first use. So
+department), enrolled when the token was issued (``cityunion token issue``). So
 authority is checked twice: here (the contract's declared roles, 403 and nothing
 submitted) and again by the chaincode from the identity's certificate.
 """
@@ -53,15 +53,15 @@ class Gateway:
         self.connection.close()
 
     def _user(self, p: Principal) -> str:
+        """The wallet identity of the token's (city, role, department); it is
+        enrolled when the token is issued, never inside a request."""
         found = self.connection.find_user(p.city, p.role.value, p.department)
-        if found is not None:
-            return found
-        if p.role is not Role.DEPARTMENT:
-            raise Problem(503, "no-identity", f"the wallet holds no {p.role.value} "
-                          f"identity of {p.city}", "role")
-        name = f"department-{p.department}"
-        self.connection.enrol(p.city, name, p.role.value, p.department)
-        return name
+        if found is None:
+            raise Problem(403, "no-identity",
+                          f"this node's wallet holds no identity of {p.label}: "
+                          "issue the token with `cityunion token issue`, which "
+                          "enrols it", "Authorization")
+        return found
 
     def ledger_for(self, p: Principal) -> Ledger:
         key = (p.city, p.role, p.department)

@@ -6,7 +6,7 @@ import argparse
 from datetime import timedelta
 from typing import Any
 
-from cli.common import UserError, add_data_dir
+from cli.common import UserError, add_data_dir, add_ledger, connect_args
 from cli.serve import add_database, settings_of
 
 
@@ -17,6 +17,7 @@ def register(sub: Any) -> None:
         "issue", help="issue a token for a city and role; the token is the last "
                       "line printed")
     add_data_dir(issue)
+    add_ledger(issue)
     issue.add_argument("--city", required=True,
                        help="organisation: Center or a member city, e.g. Kunshan")
     issue.add_argument("--role", required=True,
@@ -52,7 +53,15 @@ def run_issue(args: argparse.Namespace) -> int:
             args.city, args.role, args.department, timedelta(days=args.ttl_days))
     except TokenError as e:
         raise _user_error(e) from None
-    print(f"identity:   {principal.label}")
+    from ledger.connect import ensure_identity
+
+    connection = connect_args(args, read_only=True)
+    try:  # the identity the API will submit as, enrolled now if it is new
+        user = ensure_identity(connection, principal.city, principal.role.value,
+                               principal.department)
+    finally:
+        connection.close()
+    print(f"identity:   {principal.label} (wallet: {principal.city}/{user})")
     print(f"token id:   {principal.jti}  (revoke: cityunion token revoke "
           f"{principal.jti})")
     print(f"expires:    {principal.expires_at.isoformat()}")

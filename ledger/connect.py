@@ -68,6 +68,25 @@ class EmbeddedConnection:
         self.node.close()
 
 
+def department_user(department: str) -> str:
+    """The wallet name of a department's identity."""
+    return f"department-{department}"
+
+
+def ensure_identity(conn: Connection, org: str, role: str,
+                    department: str | None) -> str:
+    """The wallet user of (org, role, department), enrolling a department's
+    identity through the organisation's CA when the wallet has none yet (other
+    roles are enrolled when the consortium or network is created)."""
+    found = conn.find_user(org, role, department)
+    if found is not None:
+        return found
+    if role != Role.DEPARTMENT.value or not department:
+        raise LedgerError(f"the wallet holds no {role} identity of {org}")
+    conn.enrol(org, department_user(department), role, department)
+    return department_user(department)
+
+
 def connect(kind: str = "embedded", *, data_dir: Path | None = None,
             dsn: str | None = None, committer: str = "thread",
             network: Path | None = None, read_only: bool = False) -> Connection:

@@ -4,6 +4,7 @@ that create what a test needs through the API itself, and the real server
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 import socket
@@ -21,6 +22,8 @@ from helpers import card_record, unique_hash
 from httpx import Response
 
 from api.deps import Runtime
+from ledger.connect import ensure_identity
+from ledger.protocol import LedgerError
 
 Who = tuple[str, ...]  # (city, role) or (city, "department", code)
 CENTER_ADMIN: Who = ("Center", "center_admin")
@@ -57,10 +60,22 @@ class Api:
         self._committed = 0  # the highest block a command of ours committed in
 
     def token(self, who: Who) -> str:
+        """A token of ``who``, issued as `cityunion token issue` does: with the
+        wallet identity enrolled first (a department's may be new)."""
         if who not in self._tokens:
             dept = who[2] if len(who) > 2 else None
             self._tokens[who] = self.runtime.tokens.issue(who[0], who[1], dept)[1]
+            with contextlib.suppress(LedgerError):  # a role no wallet can hold
+                ensure_identity(self.runtime.gateway.connection, who[0], who[1],
+                                dept)
         return self._tokens[who]
+
+    def ledger_args(self) -> list[str]:
+        """The CLI options naming this app's ledger (for `cityunion ...`)."""
+        settings = self.runtime.settings
+        if settings.ledger == "fabric":
+            return ["--ledger", "fabric", "--network", str(settings.network)]
+        return []
 
     def headers(self, who: Who) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(who)}"}

@@ -38,7 +38,8 @@ def bearer(token: str) -> dict[str, str]:
 
 def test_cli_issue_prints_token_last(api: Api, data_dir: Path) -> None:
     out = cli("token", "issue", "--data-dir", str(data_dir), "--city", "Kunshan",
-              "--role", "department", "--department", "transport")
+              "--role", "department", "--department", "transport",
+              *api.ledger_args())
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert "Kunshan:department/transport" in out.stdout and len(lines) > 1
@@ -60,7 +61,8 @@ def test_cli_issue_prints_token_last(api: Api, data_dir: Path) -> None:
 def test_cli_issue_refuses_bad_identities(data_dir: Path, api: Api,
                                           args: tuple[str, ...],
                                           message: str) -> None:
-    out = cli("token", "issue", "--data-dir", str(data_dir), *args)
+    out = cli("token", "issue", "--data-dir", str(data_dir), *args,
+              *api.ledger_args())
     assert out.returncode == 2 and out.stdout == ""
     assert message in out.stderr and "accepted:" in out.stderr
     assert "Traceback" not in out.stderr
@@ -133,9 +135,17 @@ def test_issue_validates_identity_and_lifetime(api: Api) -> None:
     assert e.value.field == "ttl"
 
 
-def test_new_department_is_enrolled_on_first_use(api: Api) -> None:
+def test_new_department_is_enrolled_when_its_token_is_issued(api: Api) -> None:
     code = api.department(code=name("water"), duties=("water",))
     who = ("Kunshan", "department", code)
+    # A token made without the CLI (no enrolment): refused, nothing submitted.
+    bare = api.runtime.tokens.issue("Kunshan", "department", code)[1]
+    before = api.height()
+    refused = api.client.post("/api/code-schemes", json={
+        "application_name": "tap-qr0", "code_type": "water", "scope": name("s"),
+        "data_sharing_commitment": True}, headers={"Authorization": f"Bearer {bare}"})
+    assert refused.status_code == 403 and "token issue" in refused.json()["detail"]
+    assert api.height() == before
     out = api.ok("/api/code-schemes", {
         "application_name": "tap-qr", "code_type": "water", "scope": name("s"),
         "data_sharing_commitment": True}, who)
