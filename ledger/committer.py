@@ -20,8 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from chaincode.merkle import canonical_json
+from chaincode.stub import Creator
 from ledger import crypto
 from ledger.store import Store, Version
+
+
+def tx_id_for(nonce: bytes, creator: Creator) -> str:
+    """As Fabric: a hash of the nonce and the serialized creator (SM3 here)."""
+    return crypto.sm3_hex(nonce + creator.msp_id.encode() + creator.id_bytes)
+
 
 GENESIS_PREVIOUS = "0" * 64
 VALID = "VALID"

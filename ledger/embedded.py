@@ -40,6 +40,7 @@ from ledger.committer import (  # the status names are part of this module's API
     Committer,
     Endorsed,
     data_hash,
+    tx_id_for,
     writer_lock,
 )
 from ledger.msp import Identity, Membership, MembershipError, Wallet
@@ -56,11 +57,6 @@ from ledger.protocol import (
 )
 from ledger.store import Store, Version
 from network.consortium import load_consortium
-
-
-def tx_id_for(nonce: bytes, creator: Creator) -> str:
-    """As Fabric: a hash of the nonce and the serialized creator (SM3 here)."""
-    return crypto.sm3_hex(nonce + creator.msp_id.encode() + creator.id_bytes)
 
 
 # ------------------------------------------------------------------ the stub

@@ -33,7 +33,7 @@ class _Bad(Exception):
 
 def _check_tx(body: dict[str, Any], tx_id: str, number: int,
               membership: Membership, backend: crypto.Backend) -> None:
-    from ledger.embedded import tx_id_for
+    from ledger.committer import tx_id_for
 
     proposal = body["proposal"]
     creator = Creator(proposal["creator"]["msp_id"],
