@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from chaincode import contract
+from chaincode import cards, contract
 from chaincode.merkle import merkle_root
 from chaincode.stub import Creator, KeyModification
 
@@ -201,8 +201,8 @@ def main() -> None:
     a = p.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     out: dict[str, Any] = {
-        "design": {"buckets": contract.RECORD_BUCKETS,
-                   "chunk_ids": contract.CHUNK_IDS, "page": PAGE}}
+        "design": {"buckets": cards.RECORD_BUCKETS,
+                   "chunk_ids": cards.CHUNK_IDS, "page": PAGE}}
     out["fresh"] = {}
     for n in sizes:
         reporter = Reporter(MemoryLedger())

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from chaincode.contract import Args, Context, query
+from chaincode.registry import Args, Context, query
 
 # Keys are ``~``-separated ASCII; the bound only stops an absurd argument early.
 Key = Annotated[str, Field(min_length=1, max_length=1024)]

@@ -2,7 +2,7 @@
 them: every GetState/PutState is one round trip there (no GET_STATE_MULTIPLE or
 WRITE_BATCH_STATE before 3.1), so a batch must touch few keys, and no key it
 rewrites may grow with the day. The reported record ids live in bucketed,
-chunked keys (see the comment above ``RECORD_BUCKETS`` in chaincode/contract.py);
+chunked keys (see the comment above ``RECORD_BUCKETS`` in chaincode/cards.py);
 these tests count the calls, check the bounds, and check that duplicate
 detection, confirm/dispute and determinism are as they were.
 """
@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import pytest
 from helpers import DAY, batch_args, card_record
 
-from chaincode import contract
+from chaincode import cards
 from chaincode.errors import Conflict
 from ledger import embedded
 from ledger.embedded import EmbeddedLedger, EmbeddedNode, EmbeddedStub
@@ -155,7 +155,7 @@ def test_a_10000_record_batch_makes_a_few_hundred_calls(
         stub = counted[-1]
         stored_chunks = sum(k.startswith("recs~") for k, _, _, _
                             in ids.node.store.all_state())
-        expected = (contract.RECORD_BUCKETS + math.ceil(n / contract.CHUNK_IDS)
+        expected = (cards.RECORD_BUCKETS + math.ceil(n / cards.CHUNK_IDS)
                     + 1 + stored_chunks // PAGE + 1 + 5)
         assert stub.calls <= expected, (b, stub.calls, expected)
         assert stub.calls <= BOUND_10K
@@ -168,20 +168,20 @@ def test_the_write_set_stays_bounded_as_the_day_fills(
     # Small buckets and chunks, so that chunks fill and new ones open within a
     # few batches: a batch rewrites at most one open chunk per touched bucket,
     # full chunks are never written again, and no value exceeds CHUNK_IDS ids.
-    monkeypatch.setattr(contract, "RECORD_BUCKETS", 4)
-    monkeypatch.setattr(contract, "CHUNK_IDS", 16)
+    monkeypatch.setattr(cards, "RECORD_BUCKETS", 4)
+    monkeypatch.setattr(cards, "CHUNK_IDS", 16)
     written: dict[str, list[int]] = {}  # chunk key -> batches that wrote it
     for b in range(12):
         recs = records(f"w{b}-", 40)
         report(ids, recs)
         writes = index_writes(counted[-1])
         new_ids = sum(len(r["record_id"]) + 1 for r in recs)
-        rewrite = contract.RECORD_BUCKETS * contract.CHUNK_IDS * (MAX_ID_BYTES + 1)
+        rewrite = cards.RECORD_BUCKETS * cards.CHUNK_IDS * (MAX_ID_BYTES + 1)
         assert sum(len(k) + len(v or "") for k, v in writes) <= (
             new_ids + rewrite + len(writes) * 64)
         for key, value in writes:
             assert value is not None
-            assert len(value.split(",")) <= contract.CHUNK_IDS
+            assert len(value.split(",")) <= cards.CHUNK_IDS
             written.setdefault(key, []).append(b)
     state = {k: v for k, v, _, _ in ids.node.store.all_state()
              if k.startswith("recs~")}
@@ -195,7 +195,7 @@ def test_the_write_set_stays_bounded_as_the_day_fills(
         chains.setdefault(key.rsplit("~", 1)[0], []).append(key)
     assert any(len(chain) > 2 for chain in chains.values())
     for chain in chains.values():
-        assert all(len(state[k].split(",")) == contract.CHUNK_IDS
+        assert all(len(state[k].split(",")) == cards.CHUNK_IDS
                    for k in chain[:-1])
     # every id is still found, in whichever chunk it ended up
     refused(ids, [*records("x-", 3), records("w0-", 40)[17]], "records.3.record_id")
@@ -261,9 +261,9 @@ def test_ids_recorded_by_the_first_design_are_still_refused() -> None:
                           f"rec~Kunshan~{recs[1]['record_id']}": b"batch",
                           "rec~Taicang~o-000000": b"batch"})
     with pytest.raises(Conflict) as info:
-        contract._index_record_ids(stub, "Kunshan", recs)
+        cards._index_record_ids(stub, "Kunshan", recs)
     assert info.value.field == "records.1.record_id"
-    assert contract._index_record_ids(stub, "Taicang", recs[1:])
+    assert cards._index_record_ids(stub, "Taicang", recs[1:])
 
 
 # ----------------------------------------------------- confirm and dispute
