@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cli.common import DEFAULT_DATA_DIR
+from ledger.connect import DEFAULT_DATA_DIR
 
 
 class Settings(BaseSettings):

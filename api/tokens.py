@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from chaincode.identity import Role
+from chaincode.identity import Role, roles_of
+from chaincode.identity import label as identity_label
 from network.consortium import load_consortium
 from projections.db import Database
 
@@ -64,8 +65,7 @@ class Principal:
 
     @property
     def label(self) -> str:
-        dept = f"/{self.department}" if self.department else ""
-        return f"{self.city}:{self.role.value}{dept}"
+        return identity_label(self.city, self.role.value, self.department)
 
     @property
     def sees_every_city(self) -> bool:
@@ -85,13 +85,11 @@ def check_identity(city: str, role: str, department: str | None) -> Role:
     except ValueError:
         raise TokenError(f"unknown role {role!r}", "role",
                          ", ".join(r.value for r in Role)) from None
-    center_roles = (Role.CENTER_ADMIN, Role.AUDITOR)
-    if org.is_center and parsed not in center_roles:
-        raise TokenError(f"{city} has no {role} identities", "role",
-                         ", ".join(r.value for r in center_roles))
-    if not org.is_center and parsed is Role.CENTER_ADMIN:
-        raise TokenError(f"only {consortium.center.name} has a center admin", "role",
-                         ", ".join(r.value for r in Role if r is not Role.CENTER_ADMIN))
+    if parsed not in roles_of(org):
+        raise TokenError(f"{city} has no {role} identities"
+                         + ("" if org.is_center else
+                            f" (only {consortium.center.name} has a center admin)"),
+                         "role", ", ".join(r.value for r in roles_of(org)))
     if (parsed is Role.DEPARTMENT) != bool(department):
         raise TokenError("a department token names its department, and only it "
                          "does", "department", "a department code with role "

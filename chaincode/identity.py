@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from chaincode.errors import Unauthorized
 from chaincode.stub import Creator
-from network.consortium import load_consortium
+from network.consortium import Organisation, load_consortium
 
 FABRIC_ATTRS_OID = "1.2.3.4.5.6.7.8.1"
 
@@ -28,6 +28,19 @@ class Role(StrEnum):
     DEPARTMENT = "department"
     TERMINAL = "terminal"
     AUDITOR = "auditor"
+
+
+def roles_of(org: Organisation) -> tuple[Role, ...]:
+    """The roles an organisation's identities may hold: the center has its
+    admin and auditors; a member city every role but the center admin."""
+    if org.is_center:
+        return (Role.CENTER_ADMIN, Role.AUDITOR)
+    return tuple(r for r in Role if r is not Role.CENTER_ADMIN)
+
+
+def label(city: str, role: str, department: str | None) -> str:
+    """How an identity is named in events and logs: ``city:role[/department]``."""
+    return f"{city}:{role}" + (f"/{department}" if department else "")
 
 
 @dataclass(frozen=True)
@@ -42,8 +55,7 @@ class Caller:
         return self.city == load_consortium().center.name
 
     def __str__(self) -> str:
-        dept = f"/{self.department}" if self.department else ""
-        return f"{self.city}:{self.role.value}{dept}"
+        return label(self.city, self.role.value, self.department)
 
 
 def _attributes(id_bytes: bytes) -> tuple[dict[str, str], str]:
@@ -84,9 +96,7 @@ def _caller_of(msp_id: str, id_bytes: bytes) -> Caller:
             "the caller's certificate carries no valid role attribute "
             f"(accepted: {', '.join(r.value for r in Role)})"
         ) from e
-    center_roles = (Role.CENTER_ADMIN, Role.AUDITOR)
-    if (role is Role.CENTER_ADMIN and not org.is_center) or (
-            org.is_center and role not in center_roles):
+    if role not in roles_of(org):
         raise Unauthorized(f"role {role.value} is not valid for {org.name}")
     department = attrs.get("department") or None
     if role is Role.DEPARTMENT and not department:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA_DIR = "./cityunion-data"
+from ledger.connect import DEFAULT_DATA_DIR
 
 
 class UserError(Exception):

@@ -18,6 +18,7 @@ from ledger.protocol import Connection, LedgerError, VerifyReport
 from ledger.verify import verify_blocks
 
 LEDGERS = ("embedded", "fabric")
+DEFAULT_DATA_DIR = "./cityunion-data"  # a node's keys, embedded ledger, read models
 
 
 class EmbeddedConnection:

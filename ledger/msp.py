@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chaincode.identity import Role
+from chaincode.identity import label as identity_label
 from chaincode.merkle import canonical_json
 from chaincode.stub import Creator
 from ledger import crypto
@@ -73,8 +74,7 @@ class Identity:
     @property
     def label(self) -> str:
         s = self.subject
-        dept = f"/{s['department']}" if s.get("department") else ""
-        return f"{s['org']}:{s['role']}{dept}"
+        return identity_label(s["org"], s["role"], s.get("department"))
 
     def sign(self, data: bytes, backend: crypto.Backend | None = None) -> bytes:
         return (backend or crypto.get_backend()).sm2_sign(self.private_key, data)
