@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
-from api import problems
+from api import openapi, problems
 from api.deps import Runtime
-from api.routers import ROUTERS, pages
+from api.limits import DEFAULT_MAX_BODY, BodyLimit
+from api.routers import ROUTERS, card_batches, pages
 from api.settings import Settings
 
 DESCRIPTION = """
@@ -19,6 +21,10 @@ Commands (POST) are chaincode transactions submitted as the bearer token's
 identity; they answer with the tx id, the block number and the recorded events.
 Queries (GET) read the projections. Errors are `application/problem+json` and
 name the field. Tokens come from `cityunion token issue`.
+
+A command may carry an `Idempotency-Key` header: it then commits at most once
+for that key, and a retry with the same key and body is answered with the
+first receipt. Request bodies are limited to 1 MiB (card batches: 8 MiB).
 """
 
 
@@ -43,4 +49,13 @@ def create_app(settings: Settings | None = None,
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", pages.static_files(), name="static")
+    app.add_middleware(BodyLimit, default=DEFAULT_MAX_BODY,
+                       larger={card_batches.router.prefix: card_batches.MAX_BODY})
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi.exact(app)
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
     return app

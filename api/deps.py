@@ -1,5 +1,6 @@
 """What handlers depend on: the running node and read models, the caller's
-identity, role requirements, city scoping and pagination.
+identity, role requirements, city scoping, pagination and the way commands are
+submitted (``Commands``: as the caller, at most once per ``Idempotency-Key``).
 
 ``Runtime`` is built once per app (in its lifespan) and holds the gateway, the
 read-model database, the token service and the projection follower.
@@ -18,13 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ParamSpec, TypeVar
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.gateway import Gateway
 from api.problems import Problem
-from api.schemas import CommandResult
+from api.schemas import MAX_INT64, CommandResult
 from api.settings import Settings
 from api.tokens import Principal, TokenError, TokenService
 from chaincode.identity import Role
@@ -114,12 +115,6 @@ async def blocking(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
-async def submit(gateway: Gateway, p: Principal, function: str,
-                 args: dict[str, Any]) -> CommandResult:
-    """Submit a command as the caller (role check first); its receipt."""
-    return CommandResult.of(await blocking(gateway.submit, p, function, args))
-
-
 _bearer = HTTPBearer(auto_error=False, description="a token from "
                      "`cityunion token issue`")
 
@@ -135,6 +130,42 @@ async def _current_identity(
 
 
 CurrentIdentity = Annotated[Principal, Depends(_current_identity)]
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[!-~]+$",
+    description="Any string of up to 255 visible ASCII characters, new for each "
+    "command (e.g. a UUID). The command commits at most once per key and "
+    "identity: a retry with the same key and body gets the receipt of the "
+    "first (with `Idempotent-Replayed: true`), even after a lost answer or a "
+    "restart of this server; the same key with another body is 422.")]
+
+
+@dataclass(frozen=True)
+class Commands:
+    """Submits commands as the caller (role check first), at most once per
+    idempotency key when the request names one."""
+
+    gateway: Gateway
+    caller: Principal
+    key: str | None
+    response: Response
+
+    async def submit(self, function: str, args: dict[str, Any]) -> CommandResult:
+        """The command's receipt, or the receipt its key already committed."""
+        outcome = await blocking(self.gateway.submit, self.caller, function, args,
+                                 self.key)
+        if outcome.replayed:
+            self.response.headers[REPLAYED_HEADER] = "true"
+        return CommandResult.of(outcome.receipt)
+
+
+async def _commands(gateway: LedgerDep, p: CurrentIdentity, response: Response,
+                    key: IdempotencyKey = None) -> Commands:
+    return Commands(gateway, p, key, response)
+
+
+CommandsDep = Annotated[Commands, Depends(_commands)]
 
 
 def require(*roles: Role) -> Callable[..., Any]:
@@ -173,7 +204,7 @@ class PageParams:
 
 
 async def _page(limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                offset: Annotated[int, Query(ge=0)] = 0) -> PageParams:
+                offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0) -> PageParams:
     return PageParams(limit, offset)
 
 

@@ -5,6 +5,9 @@ command is submitted with the wallet identity matching the token's (city, role,
 department), enrolled when the token was issued (``cityunion token issue``). So
 authority is checked twice: here (the contract's declared roles, 403 and nothing
 submitted) and again by the chaincode from the identity's certificate.
+
+A command with an idempotency key commits at most once per key and identity
+(``ledger.idempotency``): its retries are answered from the ledger.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from api.tokens import Principal
 from chaincode.contract import COMMANDS
 from chaincode.identity import Role
 from ledger.connect import connect
-from ledger.protocol import Connection, Ledger, LedgerError, Receipt, VerifyReport
+from ledger.idempotency import Idempotent, Outcome
+from ledger.protocol import Connection, Ledger, LedgerError, VerifyReport
 from network.consortium import load_consortium
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ class Gateway:
         self.connection = connection
         self._ledgers: dict[tuple[str, Role, str | None], Ledger] = {}
         self._lock = threading.Lock()
+        self._idempotent = Idempotent()
         self.reader = connection.client(load_consortium().center.name, "auditor")
 
     @classmethod
@@ -70,19 +75,28 @@ class Gateway:
                 self._ledgers[key] = self.connection.client(p.city, self._user(p))
             return self._ledgers[key]
 
-    def submit(self, p: Principal, function: str, args: dict[str, Any]) -> Receipt:
+    def submit(self, p: Principal, function: str, args: dict[str, Any],
+               key: str | None = None) -> Outcome:
         """Check the token's role against the contract's, then submit as the
-        token's identity. A refused role is a 403 and nothing is submitted."""
+        token's identity. A refused role is a 403 and nothing is submitted.
+        With an idempotency ``key``, a command the key already committed is not
+        submitted again: the outcome is that transaction's receipt, replayed
+        (``KeyReused`` when the key named another command)."""
         roles = allowed_roles(function)
         if p.role not in roles:
             accepted = ", ".join(sorted(r.value for r in roles))
             raise Problem(403, "forbidden-role",
                           f"{function} may be called by {accepted}; this token's "
                           f"role is {p.role.value}", "role", accepted)
-        receipt = self.ledger_for(p).submit(function, args)
-        log.info("%s by %s: tx %s in block %d", function, p.label, receipt.tx_id,
-                 receipt.block_number)
-        return receipt
+        ledger = self.ledger_for(p)
+        if key is None:
+            outcome = Outcome(ledger.submit(function, args), replayed=False)
+        else:
+            outcome = self._idempotent.submit(ledger, p.label, key, function, args)
+        receipt = outcome.receipt
+        log.info("%s by %s: tx %s in block %d%s", function, p.label, receipt.tx_id,
+                 receipt.block_number, " (replayed)" if outcome.replayed else "")
+        return outcome
 
     def verify(self, start: int, end: int) -> VerifyReport:
         """Re-check blocks ``start..end``: hashes, links, signatures, events."""

@@ -1,4 +1,5 @@
-"""Response models shared by the routers: pages, command receipts, events.
+"""Models and types shared by the routers: pages, command receipts, events, and
+the bounded types of parameters (days, block numbers, offsets).
 
 Resource models live with their routers; none of them is a storage row: rows
 are validated into these models field by field.
@@ -7,15 +8,24 @@ are validated into these models field by field.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from chaincode.contract import Day as ContractDay
 from ledger.protocol import Receipt
 from projections.follower import FollowerStatus
 from projections.queries import Page as RowPage
 
 M = TypeVar("M", bound=BaseModel)
+
+# Integers the storage can hold (SQL BIGINT); larger ones are refused as 422.
+MAX_INT64 = 2**63 - 1
+# A calendar day as the contract takes it (YYYY-MM-DD, a real date), documented
+# as a JSON Schema date so that a schema-driven client makes real ones.
+Day = Annotated[ContractDay, WithJsonSchema(
+    {"type": "string", "format": "date", "examples": ["2026-11-20"]})]
+BlockNumber = Annotated[int, Field(ge=0, le=MAX_INT64)]
 
 
 class Request(BaseModel):
@@ -63,24 +73,51 @@ class CommandResult(BaseModel):
                    events=[EventOut.model_validate(e) for e in receipt.events])
 
 
-class ProjectionStatus(BaseModel):
-    """How far the read models are behind the ledger."""
+class ProjectionFailureOut(BaseModel):
+    """An event a projection could not apply: the follower stopped before it
+    (nothing after it is projected) until it is applied after a fix."""
 
+    projection: str
+    block: int
+    tx: int
+    event: int
+    tx_id: str | None
+    event_type: str
+    error: str
+    failed_at: datetime
+
+
+class ProjectionStatus(BaseModel):
+    """How far the read models are behind the ledger, and whether they are
+    following it (``healthy``: no error, no failed event)."""
+
+    healthy: bool
     running: bool
     ledger_height: int
     projected_block: int
-    behind_blocks: int
+    behind_blocks: int  # from a failed event's block on, when one failed
     positions: dict[str, tuple[int, int, int]]
     last_applied_at: datetime | None
     last_lag_ms: float | None
     error: str | None
+    failed: ProjectionFailureOut | None
 
     @classmethod
     def of(cls, s: FollowerStatus) -> ProjectionStatus:
         projected = s.positions["blocks"].block
+        complete = projected  # the last block whose events are all projected
+        failed = None
+        if (f := s.failure) is not None:
+            complete = min(projected, f.position.block - 1)
+            failed = {"projection": f.projection, "block": f.position.block,
+                      "tx": f.position.tx, "event": f.position.event,
+                      "tx_id": f.tx_id, "event_type": f.event_type,
+                      "error": f.error, "failed_at": f.failed_at}
         return cls.model_validate({
-            "running": s.running, "ledger_height": s.ledger_height,
-            "projected_block": projected,
-            "behind_blocks": max(0, s.ledger_height - 1 - projected),
+            "healthy": s.healthy, "running": s.running,
+            "ledger_height": s.ledger_height, "projected_block": projected,
+            "behind_blocks": max(0, s.ledger_height - 1 - complete),
             "positions": s.positions, "last_applied_at": s.last_applied_at,
-            "last_lag_ms": s.last_lag_ms, "error": s.error})
+            "last_lag_ms": s.last_lag_ms,
+            "error": s.error or (str(f) if f is not None else None),
+            "failed": failed})

@@ -37,8 +37,11 @@ class CardRecord(Args):
     issuer_city: Name
     card_id_hash: Hash
     amount_fen: Annotated[int, Field(gt=0, le=100_000_000)]
+    # UTC, to the microsecond at most; documented as a JSON Schema date-time
+    # too, so that a schema-driven client makes real times (not 13:61 on 02-30).
     time: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
-                                       r"(\.\d{1,6})?Z$")]
+                                       r"(\.\d{1,6})?Z$",
+                               json_schema_extra={"format": "date-time"})]
     terminal_id: Name
 
     @field_validator("time")
@@ -63,14 +66,19 @@ class ReportBatchArgs(Args):
     merkle_root: Hash
 
 
+# Records of one batch: a batch holds at most MAX_BATCH_RECORDS, so a longer
+# list can only repeat or invent ids (a repeated one counts once).
+RecordIds = Annotated[list[Name], Field(max_length=MAX_BATCH_RECORDS)]
+
+
 class ConfirmArgs(Args):
     batch_id: UUID
-    record_ids: list[Name] = Field(default_factory=list)
+    record_ids: RecordIds = Field(default_factory=list)
 
 
 class DisputeArgs(Args):
     batch_id: UUID
-    record_ids: Annotated[list[Name], Field(min_length=1)]
+    record_ids: Annotated[RecordIds, Field(min_length=1)]
     reason: Text
 
 

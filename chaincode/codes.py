@@ -72,9 +72,8 @@ def register_department(ctx: Context, a: RegisterDepartmentArgs) -> dict[str, An
 
 @command("ApplyCodeScheme", ApplyCodeSchemeArgs, Role.DEPARTMENT)
 def apply_code_scheme(ctx: Context, a: ApplyCodeSchemeArgs) -> dict[str, Any]:
+    # The dispatcher has checked that the department is registered.
     city, dept = ctx.caller.city, str(ctx.caller.department)
-    if not ctx.session.exists(Department.create_id(city, dept)):
-        raise Unauthorized(f"department {dept} is not registered in {city}")
     if ctx.session.exists(CodeScheme.create_id(city, dept, a.application_name)):
         raise Conflict(f"{dept} already applied for {a.application_name}",
                        field="application_name")

@@ -16,6 +16,7 @@ from chaincode.registry import (
     EVENT_NAME,
     QUERIES,
     Args,
+    Ciphertext,
     CodeType,
     Context,
     Day,
@@ -31,6 +32,6 @@ from chaincode.registry import (
 FAMILIES = (identifiers, codes, cards, audit)
 
 __all__ = ["COMMANDS", "EVENT_NAME", "FAMILIES", "MAX_BATCH_RECORDS", "QUERIES",
-           "Args", "CardRecord", "CodeType", "Context", "Day", "Hash", "Name", "Text",
-           "card_leaf", "command", "derive_identifier_id", "event_payload", "invoke",
-           "query"]
+           "Args", "CardRecord", "Ciphertext", "CodeType", "Context", "Day", "Hash",
+           "Name", "Text", "card_leaf", "command", "derive_identifier_id",
+           "event_payload", "invoke", "query"]

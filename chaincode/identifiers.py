@@ -3,11 +3,8 @@ registered, linked and revoked by a city's departments."""
 
 from __future__ import annotations
 
-import base64
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
-
-from pydantic import Field, field_validator
 
 from chaincode.domain import Identifier
 from chaincode.errors import Conflict
@@ -16,6 +13,7 @@ from chaincode.recorder import derive_id
 from chaincode.registry import (
     QUERIES,
     Args,
+    Ciphertext,
     Context,
     Hash,
     IdArgs,
@@ -32,18 +30,7 @@ class RegisterIdentifierArgs(Args):
     category: Literal["identity", "spatiotemporal"]
     scheme: Name
     natural_key_hash: Hash
-    attributes: Annotated[str, Field(max_length=65536)] | None = None
-
-    @field_validator("attributes")
-    @classmethod
-    def _base64(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                base64.b64decode(v, validate=True)
-            except ValueError as e:
-                raise ValueError("must be base64 ciphertext (SM4, made by the "
-                                 "client)") from e
-        return v
+    attributes: Ciphertext | None = None
 
 
 class LinkIdentifierArgs(Args):

@@ -2,14 +2,17 @@
 registry every family module adds to, and the dispatcher a ledger runs.
 
 ``args[0]`` names the function and ``args[1]`` is a JSON object of its parameters.
-Each command states who may call it; arguments are validated strictly (a bad one is
-an ``InvalidArgument`` naming the field); the domain aggregates enforce the
-invariants; the recorded events are published as the transaction's one chaincode
-event ``cityunion`` (a JSON list), which the read side follows.
+Each command states who may call it (a department identity only once its
+department is registered on chain); arguments are validated strictly (a bad one
+is an ``InvalidArgument`` naming the field; no text may hold what a store cannot:
+NUL or an unpaired surrogate); the domain aggregates enforce the invariants;
+the recorded events are published as the transaction's one chaincode event
+``cityunion`` (a JSON list), which the read side follows.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +20,17 @@ from datetime import date
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 
+from chaincode.domain import Department
 from chaincode.errors import InvalidArgument, Unauthorized
 from chaincode.identity import Caller, Role, caller_of
 from chaincode.merkle import canonical_json
@@ -27,10 +39,52 @@ from chaincode.stub import Stub
 
 EVENT_NAME = "cityunion"
 
+UNSTORABLE = ("text must not contain NUL (U+0000) or an unpaired surrogate "
+              "(U+D800 to U+DFFF)")
+
+
+def unstorable(text: str) -> bool:
+    """Whether ``text`` holds what no store can: NUL (PostgreSQL's text type
+    refuses it) or an unpaired surrogate (it has no UTF-8 encoding)."""
+    if "\x00" in text:
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # only a surrogate cannot be encoded
+        return True
+    return False
+
+
+def _storable(value: Any) -> Any:
+    # Before the str check: pydantic's own refusal of a surrogate names no rule.
+    if isinstance(value, str) and unstorable(value):
+        raise PydanticCustomError("unstorable_text", UNSTORABLE)
+    return value
+
+
+# The argument types of every command (the API's request models use them too).
+# Hashes, names, code types and days are ASCII by their patterns, so only free
+# text and ciphertext need the storable check.
 Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 CodeType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
-Text = Annotated[str, Field(min_length=1, max_length=500)]
+Text = Annotated[str, BeforeValidator(_storable), Field(min_length=1, max_length=500)]
+
+
+def _base64(v: str) -> str:
+    try:
+        base64.b64decode(v, validate=True)
+    except ValueError:
+        raise PydanticCustomError("base64", "must be base64 ciphertext (SM4, made "
+                                  "by the client)") from None
+    return v
+
+
+# Personal data, encrypted by the client (SM4) before it reaches the ledger.
+Ciphertext = Annotated[str, BeforeValidator(_storable), Field(max_length=65536),
+                       AfterValidator(_base64)]
 
 
 def _calendar_day(v: str) -> str:
@@ -76,6 +130,15 @@ def query(name: str, args: type[A]) -> Callable[[Handler], Handler]:
     return register
 
 
+def require_registered_department(ctx: Context) -> None:
+    """A department identity acts only for a department its city registered on
+    chain: the certificate names the department, RegisterDepartment makes it
+    one. Checked by the dispatcher for every command a department calls."""
+    city, code = ctx.caller.city, str(ctx.caller.department)
+    if not ctx.session.exists(Department.create_id(city, code)):
+        raise Unauthorized(f"department {code} is not registered in {city}")
+
+
 def require_city(caller: Caller, city: str, what: str) -> None:
     if caller.city != city:
         raise Unauthorized(f"only {city} may {what}; the caller is {caller.city}")
@@ -103,7 +166,34 @@ def _parse(model: type[A], raw: bytes) -> A:
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "args"
+        if err["type"] == "json_invalid" and (bad := _unstorable_at(raw)):
+            raise InvalidArgument(f"{bad}: {UNSTORABLE}", bad) from None
         raise InvalidArgument(f"{field}: {err['msg']}", field) from None
+
+
+def _unstorable_at(raw: bytes) -> str | None:
+    """The path of the first unstorable text in JSON the strict parser refused:
+    it refuses an escaped unpaired surrogate before any field is seen, so the
+    lenient parser looks again to name the field."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+
+    def walk(v: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:
+        if isinstance(v, str):
+            return path if unstorable(v) else None
+        items = (v.items() if isinstance(v, dict)
+                 else enumerate(v) if isinstance(v, list) else ())
+        for k, item in items:
+            if isinstance(k, str) and unstorable(k):  # named escaped, not as is
+                return (*path, k.encode("utf-8", "backslashreplace").decode())
+            if (found := walk(item, (*path, str(k)))) is not None:
+                return found
+        return None
+
+    found = walk(value, ())
+    return None if found is None else ".".join(found) or "args"
 
 
 def event_payload(events: list[Any]) -> list[dict[str, Any]]:
@@ -139,7 +229,10 @@ def invoke(stub: Stub) -> bytes:
                 raise Unauthorized(f"{function} may be called by "
                                    f"{', '.join(sorted(r.value for r in roles))}; "
                                    f"the caller is {caller.role.value}")
-            result = handler(Context(stub, caller, session), _parse(model, raw))
+            ctx = Context(stub, caller, session)
+            if caller.role is Role.DEPARTMENT:
+                require_registered_department(ctx)
+            result = handler(ctx, _parse(model, raw))
             stub.set_event(EVENT_NAME, canonical_json(event_payload(session.pending)))
         elif function in QUERIES:
             qmodel, qhandler = QUERIES[function]

@@ -110,8 +110,9 @@ class Scenario:
         self.submit("Taicang", "health", "RevokeIdentifier", {
             "identifier_id": stale["id"], "reason": "clinic closed"})
 
-    def code_schemes(self) -> None:
-        r = self.run_id
+    def departments(self) -> None:
+        """Every city's transport and health departments: a department user
+        acts only once its department is registered on chain."""
         for city in ("Shanghai", "Kunshan", "Taicang"):
             for dept, duties in (("transport", ["transport", "payment"]),
                                  ("health", ["health"])):
@@ -122,6 +123,9 @@ class Scenario:
                 except Exception as e:  # registered by an earlier demo run
                     if "already registered" not in str(e):
                         raise
+
+    def code_schemes(self) -> None:
+        r = self.run_id
         for city in ("Kunshan", "Taicang"):
             scheme = self.submit(city, "transport", "ApplyCodeScheme", {
                 "application_name": f"metro-qr-{r}", "code_type": "transport",
@@ -175,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
     where = args.network if args.ledger == "fabric" else args.data_dir
     try:
         scenario = Scenario(connection, args.records, args.data_dir / "subject-keys")
+        scenario.departments()
         scenario.identifiers()
         scenario.code_schemes()
         day = scenario.business_day()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -17,8 +18,9 @@ def register(sub: Any) -> None:
     rebuild = psub.add_parser(
         "rebuild", help="empty the read models and project the whole ledger "
                         "again (stop `cityunion serve` first)")
-    status = psub.add_parser("status", help="each projection's position and the "
-                                            "ledger height")
+    status = psub.add_parser("status", help="each projection's position, the "
+                                            "ledger height and a failed event "
+                                            "(exit status 1 while one is recorded)")
     for q, fn in ((rebuild, run_rebuild), (status, run_status)):
         add_data_dir(q)
         add_database(q)
@@ -39,30 +41,41 @@ def _check_ledger(args: argparse.Namespace) -> None:
 def run_rebuild(args: argparse.Namespace) -> int:
     from api.gateway import Gateway
     from projections.db import Database
-    from projections.follower import rebuild
+    from projections.follower import ProjectionFailed, rebuild
 
     _check_ledger(args)
     settings = settings_of(args)
     # Opening the node for writing takes the data dir's lock, so a running
     # server (whose follower would race the rebuild) makes this fail cleanly.
     gateway = Gateway.open(settings)
-    db = Database(settings.read_model_target)
     try:
-        started = time.perf_counter()
-        result = rebuild(gateway.reader, db, gateway.verify_block)
-        result["seconds"] = round(time.perf_counter() - started, 3)
+        db = Database(settings.read_model_target)
+        try:
+            started = time.perf_counter()
+            result = rebuild(gateway.reader, db, gateway.verify_block)
+            result["seconds"] = round(time.perf_counter() - started, 3)
+        finally:
+            db.close()
+    except ProjectionFailed as e:
+        raise UserError(f"rebuild failed, the read models are as they were: "
+                        f"{e}") from None
+    except Exception as e:  # the ledger or the database: one line, no traceback
+        error = " ".join(str(e).split())
+        raise UserError(f"rebuild failed, the read models are as they were: "
+                        f"{type(e).__name__}: {error}") from None
     finally:
-        db.close()
         gateway.close()
     print_json(result)
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
+    """Positions and height as JSON; exit status 1, with the failure on stderr,
+    while an event the follower could not apply is recorded."""
     from ledger.connect import connect
     from network.consortium import load_consortium
     from projections.db import Database
-    from projections.follower import ensure_schema, read_positions
+    from projections.follower import ensure_schema, read_failures, read_positions
 
     _check_ledger(args)
     settings = settings_of(args)
@@ -73,9 +86,19 @@ def run_status(args: argparse.Namespace) -> int:
     try:
         ensure_schema(db)
         height = connection.client(load_consortium().center.name, "auditor").height()
-        print_json({"ledger_height": height,
-                    "positions": {k: list(v) for k, v in read_positions(db).items()}})
+        failures = read_failures(db)
+        print_json({
+            "ledger_height": height, "healthy": not failures,
+            "positions": {k: list(v) for k, v in read_positions(db).items()},
+            "failed": [{"projection": f.projection, "block": f.position.block,
+                        "tx": f.position.tx, "event": f.position.event,
+                        "tx_id": f.tx_id, "event_type": f.event_type,
+                        "error": f.error, "failed_at": f.failed_at}
+                       for f in failures]})
     finally:
         db.close()
         connection.close()
+    if failures:
+        print(f"cityunion: error: {failures[0]}", file=sys.stderr)
+        return 1
     return 0

@@ -47,6 +47,7 @@ from ledger.msp import Identity, Membership, MembershipError, Wallet
 from ledger.protocol import (
     CommitError,
     CommittedEvent,
+    CommittedTransaction,
     EndorseError,
     KeyVersion,
     LedgerError,
@@ -500,6 +501,16 @@ class EmbeddedNode:
     def height(self) -> int:
         return self.store.height()
 
+    def transaction(self, tx_id: str) -> CommittedTransaction | None:
+        """The stored transaction ``tx_id`` (valid or not), from its body."""
+        found = self.store.transaction(tx_id)
+        if found is None:
+            return None
+        block, body = found[0], json.loads(found[2])
+        p, result = body["proposal"], body["result"]
+        return CommittedTransaction(tx_id, block, body["validation"], p["function"],
+                                    p["args"], result["response"], result["events"])
+
     def verify(self, progress: Any = None) -> VerifyReport:
         from ledger.verify import verify_chain
 
@@ -536,9 +547,9 @@ class EmbeddedLedger:
         self.node = node
         self.identity = identity
 
-    def _proposal(self, function: str, args: dict[str, Any]) -> tuple[dict[str, Any],
-                                                                       bytes]:
-        nonce = secrets.token_bytes(24)
+    def _proposal(self, function: str, args: dict[str, Any],
+                  nonce: bytes | None = None) -> tuple[dict[str, Any], bytes]:
+        nonce = secrets.token_bytes(24) if nonce is None else nonce
         creator = self.identity.creator
         consortium = load_consortium()
         proposal = {
@@ -552,18 +563,21 @@ class EmbeddedLedger:
                                             self.node.backend)
 
     def submit(self, function: str, args: dict[str, Any],
-               transient: dict[str, bytes] | None = None) -> Receipt:
+               transient: dict[str, bytes] | None = None, *,
+               nonce: bytes | None = None) -> Receipt:
         """Endorse, order and commit one command; raises ContractError when the
-        contract rejects it (nothing written) and CommitError when it committed
-        as invalid."""
-        return self.submit_async(function, args, transient).result()
+        contract rejects it (nothing written), CommitError when it committed
+        as invalid and SubmitError when ``nonce`` names a transaction the
+        ledger already holds."""
+        return self.submit_async(function, args, transient, nonce=nonce).result()
 
     def submit_async(self, function: str, args: dict[str, Any],
-                     transient: dict[str, bytes] | None = None) -> Future[Receipt]:
+                     transient: dict[str, bytes] | None = None, *,
+                     nonce: bytes | None = None) -> Future[Receipt]:
         """Endorse now and return without waiting for the commit, like the
         Gateway's submit_async: the future gives the receipt, or raises
         CommitError. A contract rejection is raised here, before ordering."""
-        proposal, signature = self._proposal(function, args)
+        proposal, signature = self._proposal(function, args, nonce)
         committed = self.node.submit(proposal, signature, transient)
         outcome: Future[Receipt] = Future()
 
@@ -582,6 +596,14 @@ class EmbeddedLedger:
 
         committed.add_done_callback(settle)
         return outcome
+
+    def tx_id(self, nonce: bytes) -> str:
+        """The id of this identity's transaction with ``nonce``."""
+        return tx_id_for(nonce, self.identity.creator)
+
+    def transaction(self, tx_id: str) -> CommittedTransaction | None:
+        """The committed transaction ``tx_id`` (any creator's), or None."""
+        return self.node.transaction(tx_id)
 
     def evaluate(self, function: str, args: dict[str, Any]) -> dict[str, Any]:
         """Run a query against committed state; nothing is written."""

@@ -45,6 +45,27 @@ class Receipt:
 
 
 @dataclass(frozen=True)
+class CommittedTransaction:
+    """A transaction as the ledger recorded it, found by its id: what it asked
+    for (function and canonical JSON arguments) and how it ended (its block, its
+    validation status and, when VALID, the response and events of its receipt).
+    An idempotent retry is answered from this, so the answer survives the
+    process that submitted the transaction."""
+
+    tx_id: str
+    block_number: int
+    status: str
+    function: str
+    args: str  # canonical JSON, as submitted
+    result: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def receipt(self) -> Receipt:
+        return Receipt(self.tx_id, self.block_number, self.status, self.result,
+                       self.events if self.status == "VALID" else [])
+
+
+@dataclass(frozen=True)
 class KeyVersion:
     """One version of a key, for auditors."""
 
@@ -95,7 +116,22 @@ class CommitError(LedgerError):
 
 class Ledger(Protocol):
     def submit(self, function: str, args: dict[str, Any],
-               transient: dict[str, bytes] | None = None) -> Receipt: ...
+               transient: dict[str, bytes] | None = None, *,
+               nonce: bytes | None = None) -> Receipt:
+        """Endorse, order and commit one command. ``nonce`` (default: random)
+        fixes the transaction id (``tx_id(nonce)``): a second transaction with
+        the same id is refused by the ledger, so a retry cannot commit twice."""
+        ...
+
+    def tx_id(self, nonce: bytes) -> str:
+        """The id a transaction of this identity with ``nonce`` gets."""
+        ...
+
+    def transaction(self, tx_id: str) -> CommittedTransaction | None:
+        """The committed transaction with this id (valid or not), or None when
+        the ledger holds none (yet)."""
+        ...
+
     def evaluate(self, function: str, args: dict[str, Any]) -> dict[str, Any]: ...
     def events(self, after: Position | None = None,
                follow: bool = False) -> Iterator[CommittedEvent]: ...
@@ -147,6 +183,6 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["CommitError", "CommittedEvent", "Connection", "ContractError",
-           "EndorseError", "KeyVersion", "Ledger", "LedgerError", "Position", "Receipt",
-           "SubmitError", "VerifyReport"]
+__all__ = ["CommitError", "CommittedEvent", "CommittedTransaction", "Connection",
+           "ContractError", "EndorseError", "KeyVersion", "Ledger", "LedgerError",
+           "Position", "Receipt", "SubmitError", "VerifyReport"]

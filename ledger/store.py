@@ -170,6 +170,12 @@ class Store:
                 f"SELECT tx_id FROM txs WHERE tx_id IN ({marks})", chunk))
         return found
 
+    def transaction(self, tx_id: str) -> tuple[int, int, str] | None:
+        """(block, index, body) of the stored transaction ``tx_id``."""
+        rows = self._query("SELECT block, idx, body FROM txs WHERE tx_id = ?",
+                           (tx_id,))
+        return (int(rows[0][0]), int(rows[0][1]), str(rows[0][2])) if rows else None
+
     def has_tx(self, tx_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM txs WHERE tx_id = ?", (tx_id,)))
 

@@ -21,6 +21,12 @@ USERS = [(city, user) for city in ("Shanghai", "Kunshan", "Taicang")
 def main(data_dir: str, threads: int, committer: str) -> None:
     node = EmbeddedNode(data_dir, committer=committer)
     out = threading.Lock()
+    # Department users act only for a department registered on chain.
+    for city in sorted({city for city, _ in USERS}):
+        admin = EmbeddedLedger(node, node.wallet.identity(city, "admin"))
+        for code in sorted({u for _, u in USERS if u != "admin"}):
+            admin.submit("RegisterDepartment", {"code": code, "name": code.title(),
+                                                "duties": [code]})
 
     def work(index: int) -> None:
         city, user = USERS[index % len(USERS)]

@@ -210,10 +210,14 @@ def event_types(receipt: Receipt) -> list[str]:
     return [e["type"] for e in receipt.events]
 
 
-# The departments every world relies on: (city, code, duties).
+# The departments of the wallet's department users (transport and health of
+# every city), which act only once registered on chain: (city, code, duties).
 DEPARTMENTS = (("Kunshan", "transport", ("payment", "transport")),
                ("Kunshan", "health", ("health",)),
-               ("Shanghai", "transport", ("transport",)))
+               ("Shanghai", "transport", ("transport",)),
+               ("Shanghai", "health", ("health",)),
+               ("Taicang", "transport", ("transport",)),
+               ("Taicang", "health", ("health",)))
 
 
 def register_departments(ids: Clients[Any]) -> None:
@@ -240,8 +244,8 @@ class World:
     keys of its own (``unique``: record ids, scheme name and scope) and a
     business day of its own, so that worlds of one ledger do not meet.
 
-    Kunshan has departments transport (duties transport, payment) and health,
-    Shanghai has transport; Kunshan transport registered a person, an object and
+    Every city has departments transport and health (Kunshan's transport with
+    duties transport and payment); Kunshan transport registered a person, an object and
     an organisation and applied for one code scheme (transport, ``scope``);
     Kunshan reported a batch for ``day`` with records issued by Shanghai (s1, s2)
     and Taicang (t1).

@@ -54,6 +54,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
 def _build(node: EmbeddedNode) -> Chain:
     ids = Clients(EmbeddedConnection(node))
     run_scenario(ids)
+    ids("Taicang").submit("RegisterDepartment", {"code": "health", "name": "Health",
+                                                 "duties": ["health"]})
     ks, ka = ids("Kunshan", "transport"), ids("Kunshan", "admin")
     made = [ks.submit("RegisterIdentifier", identifier_args(kind, scheme))
             for kind, scheme in (("object", "asset"), ("object", "asset"),
@@ -82,8 +84,6 @@ def _build(node: EmbeddedNode) -> Chain:
     assert [r.status for r in receipts] == [VALID, MVCC_READ_CONFLICT, VALID, VALID]
     assert len({r.block_number for r in receipts}) == 1, "B must be one block"
     assert len(receipts[-1].events) == 2
-    ids("Taicang").submit("RegisterDepartment", {"code": "health", "name": "Health",
-                                                 "duties": ["health"]})
     ids(CENTER).submit("RunClearing", {"business_day": "2026-12-01"})
     history = node.history(f"a~{obj2}")
     assert history[-1].block_number == receipts[-1].block_number

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
 from api.deps import CurrentIdentity, PageDep, ReadDB
-from api.problems import RESPONSES
-from api.schemas import Page
+from api.problems import AUTHENTICATED, responses
+from api.schemas import BlockNumber, Page
 from projections import queries
 from projections.queries import Where
 
-router = APIRouter(prefix="/api/blocks", tags=["blocks"], responses=RESPONSES)
+router = APIRouter(prefix="/api/blocks", tags=["blocks"])
 
 
 class BlockOut(BaseModel):
@@ -29,7 +29,7 @@ class BlockOut(BaseModel):
     verify_error: str | None
 
 
-@router.get("")
+@router.get("", responses=AUTHENTICATED)
 async def list_blocks(_: CurrentIdentity, read: ReadDB, page: PageDep,
                       verified: bool | None = None) -> Page[BlockOut]:
     """Blocks, newest first; ``verified=false`` lists the ones that failed."""
@@ -37,8 +37,8 @@ async def list_blocks(_: CurrentIdentity, read: ReadDB, page: PageDep,
     return Page[BlockOut].of(await read(queries.blocks, where, page.limit, page.offset))
 
 
-@router.get("/{number}")
-async def get_block(number: Annotated[int, Path(ge=0)], _: CurrentIdentity,
+@router.get("/{number}", responses=responses(401, 404, 422))
+async def get_block(number: Annotated[BlockNumber, Path()], _: CurrentIdentity,
                     read: ReadDB) -> BlockOut:
     row = await read.one(queries.block, number, "block", "number")
     return BlockOut.model_validate(row)

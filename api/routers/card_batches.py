@@ -8,25 +8,22 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from api.deps import (
-    CurrentIdentity,
-    LedgerDep,
-    PageDep,
-    ReadDB,
-    scope_city,
-    submit,
-)
-from api.problems import RESPONSES, Problem
-from api.schemas import CommandResult, Page, Request
-from chaincode.contract import MAX_BATCH_RECORDS, CardRecord, Day, Hash, Name, Text
+from api.deps import CommandsDep, CurrentIdentity, PageDep, ReadDB, scope_city
+from api.limits import MIB
+from api.problems import COMMAND, COMMAND_ON, READ, READ_ONE, Problem
+from api.schemas import CommandResult, Day, Page, Request
+from chaincode.cards import RecordIds
+from chaincode.contract import MAX_BATCH_RECORDS, CardRecord, Hash, Name, Text
 from chaincode.merkle import merkle_root
 from projections import queries
 from projections.queries import INVOLVES_CITY, Where
 
-router = APIRouter(prefix="/api/card-batches", tags=["card transactions"],
-                   responses=RESPONSES)
+router = APIRouter(prefix="/api/card-batches", tags=["card transactions"])
+# A batch of MAX_BATCH_RECORDS records with the longest ids is 4 MB of JSON
+# (4.9 MB indented): room for that, and for nothing much larger.
+MAX_BODY = 8 * MIB
 
 
 class CardBatchCreate(Request):
@@ -39,13 +36,28 @@ class CardBatchCreate(Request):
                                      "records; computed by the API when absent")
 
 
+def _distinct(record_ids: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for rid in record_ids:
+        if rid in seen:
+            raise ValueError(f"record {rid!r} is listed twice")
+        seen.add(rid)
+    return record_ids
+
+
+# The contract counts a repeated id once; a request that repeats one is refused
+# here, as a client's mistake (and a way to make a transaction large).
+DistinctRecordIds = Annotated[RecordIds, Field(json_schema_extra={
+    "uniqueItems": True}), AfterValidator(_distinct)]
+
+
 class ConfirmRequest(Request):
-    record_ids: list[Name] = Field([], description="empty: every record of the "
-                                   "caller's city still reported")
+    record_ids: DistinctRecordIds = Field([], description="empty: every record "
+                                          "of the caller's city still reported")
 
 
 class DisputeRequest(Request):
-    record_ids: Annotated[list[Name], Field(min_length=1)]
+    record_ids: Annotated[DistinctRecordIds, Field(min_length=1)]
     reason: Text
 
 
@@ -74,35 +86,35 @@ class CardBatchDetail(CardBatchOut):
     issuers: list[IssuerSummary]
 
 
-@router.post("", status_code=201)
-async def report_batch(body: CardBatchCreate, p: CurrentIdentity,
-                       gateway: LedgerDep) -> CommandResult:
-    """ReportTransactionBatch (city admin, terminal of the acquirer city)."""
+@router.post("", status_code=201, responses=COMMAND)
+async def report_batch(body: CardBatchCreate, commands: CommandsDep) -> CommandResult:
+    """ReportTransactionBatch (city admin, terminal of the acquirer city); up
+    to 10,000 records, a body of up to 8 MiB."""
     records = [r.model_dump() for r in body.records]
     root = body.merkle_root or merkle_root(records)
-    return await submit(gateway, p, "ReportTransactionBatch", {
+    return await commands.submit("ReportTransactionBatch", {
         "business_day": body.business_day, "records": records,
         "merkle_root": root})
 
 
-@router.post("/{batch_id}/confirm")
-async def confirm_batch(batch_id: UUID, body: ConfirmRequest, p: CurrentIdentity,
-                        gateway: LedgerDep) -> CommandResult:
+@router.post("/{batch_id}/confirm", responses=COMMAND_ON)
+async def confirm_batch(batch_id: UUID, body: ConfirmRequest,
+                        commands: CommandsDep) -> CommandResult:
     """ConfirmTransactions (issuer city admin) before the day is cleared."""
-    return await submit(gateway, p, "ConfirmTransactions", {
+    return await commands.submit("ConfirmTransactions", {
         "batch_id": str(batch_id), "record_ids": body.record_ids})
 
 
-@router.post("/{batch_id}/dispute")
-async def dispute_batch(batch_id: UUID, body: DisputeRequest, p: CurrentIdentity,
-                        gateway: LedgerDep) -> CommandResult:
+@router.post("/{batch_id}/dispute", responses=COMMAND_ON)
+async def dispute_batch(batch_id: UUID, body: DisputeRequest,
+                        commands: CommandsDep) -> CommandResult:
     """DisputeTransactions (issuer city admin): disputed records are excluded
     from clearing."""
-    return await submit(gateway, p, "DisputeTransactions", {
+    return await commands.submit("DisputeTransactions", {
         "batch_id": str(batch_id), **body.model_dump(mode="json")})
 
 
-@router.get("")
+@router.get("", responses=READ)
 async def list_batches(p: CurrentIdentity, read: ReadDB, page: PageDep,
                        business_day: Day | None = None,
                        acquirer_city: Name | None = None,
@@ -117,7 +129,7 @@ async def list_batches(p: CurrentIdentity, read: ReadDB, page: PageDep,
         await read(queries.card_batches, where, page.limit, page.offset))
 
 
-@router.get("/{batch_id}")
+@router.get("/{batch_id}", responses=READ_ONE)
 async def get_batch(batch_id: UUID, p: CurrentIdentity,
                     read: ReadDB) -> CardBatchDetail:
     """One batch with record counts and amounts per issuer city and status."""

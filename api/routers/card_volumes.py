@@ -8,14 +8,13 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.deps import CurrentIdentity, PageDep, ReadDB, scope_city
-from api.problems import RESPONSES
-from api.schemas import Page
-from chaincode.contract import Day, Name
+from api.problems import READ
+from api.schemas import Day, Page
+from chaincode.contract import Name
 from projections import queries
 from projections.queries import Where
 
-router = APIRouter(prefix="/api/card-volumes", tags=["card transactions"],
-                   responses=RESPONSES)
+router = APIRouter(prefix="/api/card-volumes", tags=["card transactions"])
 
 
 class CardVolumeOut(BaseModel):
@@ -30,7 +29,7 @@ class CardVolumeOut(BaseModel):
     disputed_fen: int
 
 
-@router.get("")
+@router.get("", responses=READ)
 async def list_volumes(p: CurrentIdentity, read: ReadDB, page: PageDep,
                        day_from: Annotated[Day | None, Query(alias="from")] = None,
                        day_to: Annotated[Day | None, Query(alias="to")] = None,

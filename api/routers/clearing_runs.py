@@ -10,15 +10,13 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.deps import CurrentIdentity, LedgerDep, PageDep, ReadDB, submit
-from api.problems import RESPONSES
-from api.schemas import CommandResult, Page, Request
-from chaincode.contract import Day
+from api.deps import CommandsDep, CurrentIdentity, PageDep, ReadDB
+from api.problems import AUTHENTICATED, COMMAND, READ_ONE
+from api.schemas import CommandResult, Day, Page, Request
 from projections import queries
 from projections.queries import Where
 
-router = APIRouter(prefix="/api/clearing-runs", tags=["clearing"],
-                   responses=RESPONSES)
+router = APIRouter(prefix="/api/clearing-runs", tags=["clearing"])
 
 
 class ClearingRunCreate(Request):
@@ -45,16 +43,15 @@ class ClearingRunDetail(ClearingRunOut):
     positions: list[PositionOut]
 
 
-@router.post("", status_code=201)
-async def run_clearing(body: ClearingRunCreate, p: CurrentIdentity,
-                       gateway: LedgerDep) -> CommandResult:
+@router.post("", status_code=201, responses=COMMAND)
+async def run_clearing(body: ClearingRunCreate,
+                       commands: CommandsDep) -> CommandResult:
     """RunClearing (center admin): nets every non-disputed record of the day;
     the day is closed afterwards."""
-    return await submit(gateway, p, "RunClearing",
-                        body.model_dump(mode="json"))
+    return await commands.submit("RunClearing", body.model_dump(mode="json"))
 
 
-@router.get("")
+@router.get("", responses=AUTHENTICATED)
 async def list_runs(_: CurrentIdentity, read: ReadDB, page: PageDep,
                     day_from: Annotated[Day | None, Query(alias="from")] = None,
                     day_to: Annotated[Day | None, Query(alias="to")] = None,
@@ -66,7 +63,7 @@ async def list_runs(_: CurrentIdentity, read: ReadDB, page: PageDep,
         await read(queries.clearing_runs, where, page.limit, page.offset))
 
 
-@router.get("/{business_day}")
+@router.get("/{business_day}", responses=READ_ONE)
 async def get_run(business_day: Day, _: CurrentIdentity,
                   read: ReadDB) -> ClearingRunDetail:
     """One day's run with each city's net position (they sum to zero)."""

@@ -10,23 +10,15 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import (
-    CurrentIdentity,
-    LedgerDep,
-    PageDep,
-    ReadDB,
-    scope_city,
-    submit,
-)
-from api.problems import RESPONSES
+from api.deps import CommandsDep, CurrentIdentity, PageDep, ReadDB, scope_city
+from api.problems import COMMAND, COMMAND_ON, READ, READ_ONE
 from api.schemas import CommandResult, Page, Request
 from chaincode.contract import CodeType, Name, Text
 from projections import queries
 from projections.queries import Where
 
 SchemeStatus = Literal["applied", "approved", "rejected"]
-router = APIRouter(prefix="/api/code-schemes", tags=["code schemes"],
-                   responses=RESPONSES)
+router = APIRouter(prefix="/api/code-schemes", tags=["code schemes"])
 
 
 class CodeSchemeCreate(Request):
@@ -64,32 +56,30 @@ class CodeSchemeOut(BaseModel):
     version: int
 
 
-@router.post("", status_code=201)
-async def apply_code_scheme(body: CodeSchemeCreate, p: CurrentIdentity,
-                            gateway: LedgerDep) -> CommandResult:
+@router.post("", status_code=201, responses=COMMAND)
+async def apply_code_scheme(body: CodeSchemeCreate,
+                            commands: CommandsDep) -> CommandResult:
     """ApplyCodeScheme (department): the caller's registered department applies."""
-    return await submit(gateway, p, "ApplyCodeScheme",
-                        body.model_dump(mode="json"))
+    return await commands.submit("ApplyCodeScheme", body.model_dump(mode="json"))
 
 
-@router.post("/{scheme_id}/approve")
-async def approve_code_scheme(scheme_id: UUID, p: CurrentIdentity,
-                              gateway: LedgerDep) -> CommandResult:
+@router.post("/{scheme_id}/approve", responses=COMMAND_ON)
+async def approve_code_scheme(scheme_id: UUID,
+                              commands: CommandsDep) -> CommandResult:
     """ApproveCodeScheme (the scheme city's admin or the center); refused with
     409 if a check fails."""
-    return await submit(gateway, p, "ApproveCodeScheme",
-                                           {"scheme_id": str(scheme_id)})
+    return await commands.submit("ApproveCodeScheme", {"scheme_id": str(scheme_id)})
 
 
-@router.post("/{scheme_id}/reject")
-async def reject_code_scheme(scheme_id: UUID, body: RejectRequest, p: CurrentIdentity,
-                             gateway: LedgerDep) -> CommandResult:
+@router.post("/{scheme_id}/reject", responses=COMMAND_ON)
+async def reject_code_scheme(scheme_id: UUID, body: RejectRequest,
+                             commands: CommandsDep) -> CommandResult:
     """RejectCodeScheme (the scheme city's admin or the center)."""
-    return await submit(gateway, p, "RejectCodeScheme", {
+    return await commands.submit("RejectCodeScheme", {
         "scheme_id": str(scheme_id), "reason": body.reason})
 
 
-@router.get("")
+@router.get("", responses=READ)
 async def list_code_schemes(p: CurrentIdentity, read: ReadDB, page: PageDep,
                             city: Name | None = None, department: Name | None = None,
                             status: SchemeStatus | None = None,
@@ -101,7 +91,7 @@ async def list_code_schemes(p: CurrentIdentity, read: ReadDB, page: PageDep,
         await read(queries.code_schemes, where, page.limit, page.offset))
 
 
-@router.get("/{scheme_id}")
+@router.get("/{scheme_id}", responses=READ_ONE)
 async def get_code_scheme(scheme_id: UUID, p: CurrentIdentity,
                           read: ReadDB) -> CodeSchemeOut:
     row = await read.one(queries.code_scheme, str(scheme_id), "code scheme",

@@ -9,13 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.deps import Leader, ReadDB, RuntimeDep
-from api.problems import RESPONSES
+from api.deps import Leader, ReadDB, RuntimeDep, blocking
+from api.problems import READ
 from api.routers.blocks import BlockOut
 from api.routers.clearing_runs import ClearingRunDetail
 from api.schemas import ProjectionStatus
 
-router = APIRouter(prefix="/api/dashboard", tags=["dashboard"], responses=RESPONSES)
+router = APIRouter(prefix="/api/dashboard", tags=["dashboard"])
 
 
 class DayVolume(BaseModel):
@@ -61,7 +61,7 @@ class DashboardSummary(BaseModel):
     projection: ProjectionStatus
 
 
-@router.get("/summary")
+@router.get("/summary", responses=READ)
 async def summary(_: Leader, read: ReadDB, runtime: RuntimeDep,
                   days: Annotated[int, Query(ge=1, le=366)] = 30,
                   blocks: Annotated[int, Query(ge=1, le=100)] = 10) -> DashboardSummary:
@@ -72,4 +72,4 @@ async def summary(_: Leader, read: ReadDB, runtime: RuntimeDep,
     data = await read(runtime.dashboard, days, blocks)
     return DashboardSummary.model_validate({
         **data, "generated_at": datetime.now(UTC),
-        "projection": ProjectionStatus.of(runtime.follower.status())})
+        "projection": ProjectionStatus.of(await blocking(runtime.follower.status))})

@@ -9,22 +9,14 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import (
-    CurrentIdentity,
-    LedgerDep,
-    PageDep,
-    ReadDB,
-    scope_city,
-    submit,
-)
-from api.problems import RESPONSES
+from api.deps import CommandsDep, CurrentIdentity, PageDep, ReadDB, scope_city
+from api.problems import COMMAND, READ, READ_ONE
 from api.schemas import CommandResult, Page, Request
 from chaincode.contract import CodeType, Name, Text
 from projections import queries
 from projections.queries import Where
 
-router = APIRouter(prefix="/api/departments", tags=["departments"],
-                   responses=RESPONSES)
+router = APIRouter(prefix="/api/departments", tags=["departments"])
 
 
 class DepartmentCreate(Request):
@@ -43,15 +35,15 @@ class DepartmentOut(BaseModel):
     registered_at: datetime
 
 
-@router.post("", status_code=201)
-async def register_department(body: DepartmentCreate, p: CurrentIdentity,
-                              gateway: LedgerDep) -> CommandResult:
+@router.post("", status_code=201, responses=COMMAND)
+async def register_department(body: DepartmentCreate,
+                              commands: CommandsDep) -> CommandResult:
     """RegisterDepartment (city admin), in the admin's own city."""
-    return await submit(gateway, p, "RegisterDepartment",
-                        body.model_dump(mode="json"))
+    return await commands.submit("RegisterDepartment",
+                                 body.model_dump(mode="json"))
 
 
-@router.get("")
+@router.get("", responses=READ)
 async def list_departments(p: CurrentIdentity, read: ReadDB, page: PageDep,
                            city: Name | None = None) -> Page[DepartmentOut]:
     """Departments by city and code."""
@@ -60,7 +52,7 @@ async def list_departments(p: CurrentIdentity, read: ReadDB, page: PageDep,
         await read(queries.departments, where, page.limit, page.offset))
 
 
-@router.get("/{department_id}")
+@router.get("/{department_id}", responses=READ_ONE)
 async def get_department(department_id: UUID, p: CurrentIdentity,
                          read: ReadDB) -> DepartmentOut:
     row = await read.one(queries.department, str(department_id), "department",

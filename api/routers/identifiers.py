@@ -9,22 +9,14 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import (
-    CurrentIdentity,
-    LedgerDep,
-    PageDep,
-    ReadDB,
-    scope_city,
-    submit,
-)
-from api.problems import RESPONSES
+from api.deps import CommandsDep, CurrentIdentity, PageDep, ReadDB, scope_city
+from api.problems import COMMAND, COMMAND_ON, READ, READ_ONE
 from api.schemas import CommandResult, Page, Request
-from chaincode.contract import Hash, Name, Text
+from chaincode.contract import Ciphertext, Hash, Name, Text
 from projections import queries
 from projections.queries import Where
 
-router = APIRouter(prefix="/api/identifiers", tags=["identifiers"],
-                   responses=RESPONSES)
+router = APIRouter(prefix="/api/identifiers", tags=["identifiers"])
 Kind = Literal["person", "organisation", "object", "place"]
 Relation = Literal["attached", "belongs", "contains", "organisation", "person"]
 Status = Literal["pending", "active", "revoked"]
@@ -35,8 +27,8 @@ class IdentifierCreate(Request):
     category: Literal["identity", "spatiotemporal"]
     scheme: Name
     natural_key_hash: Hash = Field(description="hex SM3 of the natural key")
-    attributes: str | None = Field(None, max_length=65536, description="base64 "
-                                   "SM4 ciphertext made by the client")
+    attributes: Ciphertext | None = Field(None, description="base64 SM4 "
+                                          "ciphertext made by the client")
 
 
 class LinkCreate(Request):
@@ -83,33 +75,33 @@ class IdentifierDetail(IdentifierOut):
     linked_from: list[InboundLinkOut]
 
 
-@router.post("", status_code=201)
-async def register_identifier(body: IdentifierCreate, p: CurrentIdentity,
-                              gateway: LedgerDep) -> CommandResult:
+@router.post("", status_code=201, responses=COMMAND)
+async def register_identifier(body: IdentifierCreate,
+                              commands: CommandsDep) -> CommandResult:
     """RegisterIdentifier (department, city admin): the id is derived from the
     scheme and the natural-key hash."""
-    return await submit(gateway, p, "RegisterIdentifier",
-                        body.model_dump(mode="json", exclude_none=True))
+    return await commands.submit("RegisterIdentifier",
+                                 body.model_dump(mode="json", exclude_none=True))
 
 
-@router.post("/{identifier_id}/links", status_code=201)
-async def link_identifier(identifier_id: UUID, body: LinkCreate, p: CurrentIdentity,
-                          gateway: LedgerDep) -> CommandResult:
+@router.post("/{identifier_id}/links", status_code=201, responses=COMMAND_ON)
+async def link_identifier(identifier_id: UUID, body: LinkCreate,
+                          commands: CommandsDep) -> CommandResult:
     """LinkIdentifier: a physical (attached/belongs/contains) or business
     (organisation/person) link; an object is active once it has one of each."""
-    return await submit(gateway, p, "LinkIdentifier", {
+    return await commands.submit("LinkIdentifier", {
         "identifier_id": str(identifier_id), **body.model_dump(mode="json")})
 
 
-@router.post("/{identifier_id}/revoke")
+@router.post("/{identifier_id}/revoke", responses=COMMAND_ON)
 async def revoke_identifier(identifier_id: UUID, body: RevokeRequest,
-                            p: CurrentIdentity, gateway: LedgerDep) -> CommandResult:
+                            commands: CommandsDep) -> CommandResult:
     """RevokeIdentifier (department, city admin of the identifier's city)."""
-    return await submit(gateway, p, "RevokeIdentifier", {
+    return await commands.submit("RevokeIdentifier", {
         "identifier_id": str(identifier_id), "reason": body.reason})
 
 
-@router.get("")
+@router.get("", responses=READ)
 async def list_identifiers(p: CurrentIdentity, read: ReadDB, page: PageDep,
                            city: Name | None = None, kind: Kind | None = None,
                            status: Status | None = None,
@@ -121,7 +113,7 @@ async def list_identifiers(p: CurrentIdentity, read: ReadDB, page: PageDep,
         await read(queries.identifiers, where, page.limit, page.offset))
 
 
-@router.get("/{identifier_id}")
+@router.get("/{identifier_id}", responses=READ_ONE)
 async def get_identifier(identifier_id: UUID, p: CurrentIdentity,
                          read: ReadDB) -> IdentifierDetail:
     """One identifier with its links both ways."""

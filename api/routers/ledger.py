@@ -10,12 +10,33 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from api.deps import Auditor, LedgerDep, blocking
 from api.gateway import Gateway
-from api.problems import RESPONSES, Problem
+from api.problems import Problem, responses
+from api.schemas import BlockNumber
 
-router = APIRouter(prefix="/api/ledger", tags=["audit"], responses=RESPONSES)
+router = APIRouter(prefix="/api/ledger", tags=["audit"])
+
+
+class _AnyText(Convertor[str]):
+    """A path segment of any text, line breaks included (Starlette's ``path``
+    stops at one), so that the key's own validation answers for every key."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_text", _AnyText())
+# A world-state key as the contract writes them: printable, up to 1024 long.
+LedgerKey = Annotated[str, Path(min_length=1, max_length=1024,
+                                pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class KeyVersionOut(BaseModel):
@@ -100,26 +121,27 @@ def _verify(gateway: Gateway, start: int | None, end: int | None) -> VerifyOut:
                      tx_id=report.tx_id)
 
 
-@router.get("/history/{key:path}")
-async def key_history(key: Annotated[str, Path(min_length=1, max_length=1024)],
+@router.get("/history/{key:any_text}", responses=responses(401, 403, 422, 503))
+async def key_history(key: LedgerKey,
                       _: Auditor, gateway: LedgerDep) -> list[KeyVersionOut]:
     """Every version of a world-state key, oldest first (e.g. ``a~<id>`` is an
     aggregate's head, ``e~<id>~<version>`` one of its events)."""
     return await blocking(_history, gateway, key)
 
 
-@router.get("/blocks/{number}")
-async def ledger_block(number: Annotated[int, Path(ge=0)], _: Auditor,
+@router.get("/blocks/{number}", responses=responses(401, 403, 404, 422, 503))
+async def ledger_block(number: Annotated[BlockNumber, Path()], _: Auditor,
                        gateway: LedgerDep) -> LedgerBlockOut:
     """A block as stored: header, hash, node signature, and its transactions
     with their creators and signatures (the genesis block lists none)."""
     return await blocking(_block, gateway, number)
 
 
-@router.get("/verify", response_model_by_alias=True)
+@router.get("/verify", response_model_by_alias=True,
+            responses=responses(400, 401, 403, 422, 503))
 async def verify(_: Auditor, gateway: LedgerDep,
-                 start: Annotated[int | None, Query(alias="from", ge=0)] = None,
-                 end: Annotated[int | None, Query(alias="to", ge=0)] = None,
+                 start: Annotated[BlockNumber | None, Query(alias="from")] = None,
+                 end: Annotated[BlockNumber | None, Query(alias="to")] = None,
                  ) -> VerifyOut:
     """Re-check blocks ``from..to`` (default: the whole chain): header hashes and
     links, node signatures, data hashes, each transaction's creator certificate

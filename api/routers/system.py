@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import CurrentIdentity, RuntimeDep
-from api.problems import RESPONSES
+from api.deps import CurrentIdentity, RuntimeDep, blocking
+from api.problems import Problem, ProblemBody, responses
 from api.schemas import ProjectionStatus
 
-router = APIRouter(tags=["system"], responses=RESPONSES)
+router = APIRouter(tags=["system"])
 
 
 class MeOut(BaseModel):
@@ -23,14 +24,26 @@ class MeOut(BaseModel):
     sees_every_city: bool
 
 
-@router.get("/healthz")
-async def health(runtime: RuntimeDep) -> dict[str, str]:
-    """Liveness (no token needed)."""
-    status = runtime.follower.status()
-    return {"status": "ok" if status.error is None else "degraded"}
+class HealthOut(BaseModel):
+    status: Literal["ok"]
 
 
-@router.get("/api/me")
+@router.get("/healthz", responses={503: {
+    "model": ProblemBody, "description": "Service Unavailable: unhealthy, the "
+    "read models are not following the ledger (the detail says why; "
+    "/api/projections shows where)"}})
+async def health(runtime: RuntimeDep) -> HealthOut:
+    """Liveness and the read models' health (no token needed): a 503 problem
+    while the projection follower fails or has stopped at an event it cannot
+    apply."""
+    status = await blocking(runtime.follower.status)  # may ask the ledger
+    if not status.healthy:
+        raise Problem(503, "unhealthy", "unhealthy: "
+                      f"{status.error or status.failure}")
+    return HealthOut(status="ok")
+
+
+@router.get("/api/me", responses=responses(401))
 async def me(p: CurrentIdentity) -> MeOut:
     """Who the bearer token speaks for."""
     return MeOut(city=p.city, role=p.role.value, department=p.department,
@@ -38,7 +51,7 @@ async def me(p: CurrentIdentity) -> MeOut:
                  sees_every_city=p.sees_every_city)
 
 
-@router.get("/api/projections")
+@router.get("/api/projections", responses=responses(401))
 async def projections(_: CurrentIdentity, runtime: RuntimeDep) -> ProjectionStatus:
     """Each projection's position and the lag behind the ledger."""
-    return ProjectionStatus.of(runtime.follower.status())
+    return ProjectionStatus.of(await blocking(runtime.follower.status))

@@ -59,6 +59,7 @@ from ledger.fabric.identity import FabricIdentity
 from ledger.protocol import (
     CommitError,
     CommittedEvent,
+    CommittedTransaction,
     EndorseError,
     KeyVersion,
     LedgerError,
@@ -87,6 +88,8 @@ ENDORSE_ATTEMPTS = 6
 # Submits no orderer accepted (UNAVAILABLE) are sent again for about 10 s.
 SUBMIT_ATTEMPTS = 9
 
+# What qscc answers for a transaction id the peer's ledger does not hold.
+_NOT_FOUND = "no such transaction id"
 # Stream failures worth no retry: the request itself is wrong or not allowed.
 PERMANENT = frozenset({"INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED",
                        "NOT_FOUND", "FAILED_PRECONDITION", "UNIMPLEMENTED"})
@@ -234,7 +237,8 @@ def build_proposal(identity: FabricIdentity, channel: str, chaincode: str,
     the chaincode id in its extension, a signature header with the serialized
     creator and a 24-byte random nonce, the invocation spec and the transient map
     in the payload, and the creator's low-S ECDSA signature over the proposal
-    bytes. ``nonce`` and ``timestamp`` are for tests."""
+    bytes. ``nonce`` fixes the transaction id (an idempotent retry's);
+    ``timestamp`` is for tests."""
     nonce = secrets.token_bytes(NONCE_BYTES) if nonce is None else nonce
     tx_id = tx_id_for(nonce, identity.serialized)
     stamp = Timestamp()
@@ -271,6 +275,30 @@ def chaincode_action(envelope_payload: bytes) -> Pb:
     response = proposal_response_pb2.ProposalResponsePayload.FromString(
         action.action.proposal_response_payload)
     return proposal_pb2.ChaincodeAction.FromString(response.extension)
+
+
+def committed_transaction(processed: Pb, block_number: int) -> CommittedTransaction:
+    """A ``peer.ProcessedTransaction`` (qscc ``GetTransactionByID``) in the Ledger
+    protocol's shape: the chaincode input it was proposed with (function, then
+    canonical JSON arguments), its validation code, and the endorsed response
+    and chaincode event its receipt reported."""
+    envelope = processed.transactionEnvelope
+    payload = common_pb2.Payload.FromString(envelope.payload)
+    header = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
+    transaction = transaction_pb2.Transaction.FromString(payload.data)
+    action_payload = transaction_pb2.ChaincodeActionPayload.FromString(
+        transaction.actions[0].payload)
+    spec = chaincode_pb2.ChaincodeInvocationSpec.FromString(
+        proposal_pb2.ChaincodeProposalPayload.FromString(
+            action_payload.chaincode_proposal_payload).input)
+    args = list(spec.chaincode_spec.input.args)
+    action = chaincode_action(envelope.payload)
+    events = domain_events(
+        chaincode_event_pb2.ChaincodeEvent.FromString(action.events).payload)
+    return CommittedTransaction(
+        header.tx_id, block_number, _validation_code(processed.validationCode),
+        args[0].decode() if args else "", args[1].decode() if len(args) > 1 else "",
+        _json_object(action.response.payload), events)
 
 
 def domain_events(payload: bytes) -> list[dict[str, Any]]:
@@ -482,15 +510,18 @@ class FabricLedger:
 
     # ------------------------------------------------------------ commands
     def submit(self, function: str, args: dict[str, Any],
-               transient: dict[str, bytes] | None = None) -> Receipt:
+               transient: dict[str, bytes] | None = None, *,
+               nonce: bytes | None = None) -> Receipt:
         """Endorse, order and commit one command and return its receipt; raises
         the contract's ContractError when it rejects the command (nothing is
-        written), EndorseError or SubmitError when the network refuses it, and
+        written), EndorseError or SubmitError when the network refuses it (the
+        peers refuse a ``nonce`` whose transaction id the ledger holds), and
         CommitError when it was committed as invalid (e.g. an MVCC conflict)."""
-        return self.submit_async(function, args, transient).result()
+        return self.submit_async(function, args, transient, nonce=nonce).result()
 
     def submit_async(self, function: str, args: dict[str, Any],
-                     transient: dict[str, bytes] | None = None) -> Future[Receipt]:
+                     transient: dict[str, bytes] | None = None, *,
+                     nonce: bytes | None = None) -> Future[Receipt]:
         """Endorse and hand the transaction to the orderers now, and return a
         future of its receipt without waiting for the commit (the commit status is
         awaited by gRPC, no thread is held). A contract rejection, EndorseError or
@@ -500,7 +531,8 @@ class FabricLedger:
         for attempt in range(ENDORSE_ATTEMPTS):
             tx_id, signed = build_proposal(self.identity, self.network.channel,
                                            self.network.chaincode,
-                                           chaincode_args(function, args), transient)
+                                           chaincode_args(function, args), transient,
+                                           nonce=nonce)
             try:
                 endorsed = self._gateway.Endorse(
                     gateway_pb2.EndorseRequest(transaction_id=tx_id,
@@ -569,6 +601,28 @@ class FabricLedger:
 
         pending.add_done_callback(settle)
         return outcome
+
+    def tx_id(self, nonce: bytes) -> str:
+        """The id of this identity's transaction with ``nonce``."""
+        return tx_id_for(nonce, self.identity.serialized)
+
+    def transaction(self, tx_id: str) -> CommittedTransaction | None:
+        """The transaction ``tx_id`` as this Gateway's peer committed it (qscc
+        ``GetTransactionByID``: its envelope and validation code; the first one
+        when the id was submitted twice), in the block qscc ``GetBlockByTxID``
+        names; None when the peer holds no transaction with that id."""
+        self._catch_up()
+        try:
+            raw = self._system_query("GetTransactionByID", tx_id)
+        except EndorseError as e:
+            if _NOT_FOUND in str(e).lower():
+                return None
+            raise
+        block = common_pb2.Block.FromString(
+            self._system_query("GetBlockByTxID", tx_id))
+        return committed_transaction(
+            transaction_pb2.ProcessedTransaction.FromString(raw),
+            int(block.header.number))
 
     # ------------------------------------------------------------- queries
     def evaluate(self, function: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -795,4 +849,5 @@ def _validation_code(code: int) -> str:
 __all__ = ["FabricLedger", "FabricNetwork", "GatewayFailure", "OrdererEndpoint",
            "PeerEndpoint", "Timeouts", "block_chaincode_events", "build_proposal",
            "chaincode_action", "chaincode_args", "committed_events",
+           "committed_transaction",
            "contract_error_in", "tx_id_for"]

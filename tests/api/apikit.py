@@ -159,6 +159,12 @@ def problem(r: Response, status: int, field: str | None = None) -> dict[str, Any
 
 
 # ------------------------------------------------------------- the server
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``cityunion ARGS`` in a process of its own."""
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

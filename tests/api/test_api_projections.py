@@ -1,9 +1,11 @@
 """Projections: exactly once across a crash between the ledger commit and the
-view update, refusal of a second application, rebuild, block verification
-state, and the same results on SQLite and PostgreSQL."""
+view update, refusal of a second application, rebuild (in one transaction),
+block verification state, an event that cannot be projected stopping the
+follower visibly, and the same results on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -11,11 +13,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from apikit import KS_ADMIN, KS_AUDITOR, Api, cli, problem
+from fastapi.testclient import TestClient
 from helpers import (
     CENTER,
     Clients,
@@ -25,22 +29,32 @@ from helpers import (
     run_scenario,
 )
 
+from api.app import create_app
 from api.gateway import Gateway
+from api.settings import Settings
 from ledger.connect import EmbeddedConnection
 from ledger.embedded import EmbeddedLedger, EmbeddedNode
 from ledger.protocol import CommittedEvent
 from projections import queries
-from projections.db import Database
+from projections.db import Cursor, Database
 from projections.follower import (
     Follower,
     PositionConflict,
+    ProjectionFailed,
     _advance,
     ensure_schema,
+    read_failures,
     read_positions,
     rebuild,
 )
 from projections.queries import Where
-from projections.views import ALL_PROJECTIONS, EVENT_PROJECTIONS
+from projections.views import (
+    ALL_PROJECTIONS,
+    EVENT_PROJECTIONS,
+    CardTransactions,
+    CodeSchemes,
+    Projection,
+)
 
 BATCH = 4
 KILL_AT = 3  # the follower dies inside its third batch's transaction
@@ -248,3 +262,155 @@ def test_schema_is_idempotent(tmp_path: Path) -> None:
         assert set(read_positions(db)) == {p.name for p in ALL_PROJECTIONS}
     finally:
         db.close()
+
+
+# ---------------------------------------------- an event that cannot be projected
+def _failing(projection: type[Projection], event_type: str,
+             store: Callable[[Cursor, CommittedEvent], None]) -> tuple[Projection, ...]:
+    """The event projections, ``projection`` replaced by one that runs ``store``
+    after its own handler for ``event_type`` (a test seam)."""
+    real = next(p for p in EVENT_PROJECTIONS if isinstance(p, projection))
+
+    class Failing(Projection):
+        name, tables, schema = real.name, real.tables, real.schema
+
+        def apply(self, cur: Cursor, ev: CommittedEvent) -> None:
+            real.apply(cur, ev)
+            if ev.type == event_type:
+                store(cur, ev)
+
+    return tuple(Failing() if p is real else p for p in EVENT_PROJECTIONS)
+
+
+def _nul_in_disputes(db: Database) -> tuple[Projection, ...]:
+    """Card transactions storing a dispute's reason with a NUL, as the ledger
+    accepted before the contract refused it: PostgreSQL refuses the value, and
+    with SQLite, which would store it, the handler raises as psycopg does."""
+    def store(cur: Cursor, ev: CommittedEvent) -> None:
+        cur.execute("UPDATE card_batches SET reported_by = ? WHERE id = ?",
+                    (ev.data["reason"] + "\x00", ev.aggregate_id))
+        if not db.postgres:
+            raise ValueError("PostgreSQL text fields cannot contain NUL (0x00) "
+                             "bytes")
+    return _failing(CardTransactions, "TransactionBatchDisputed", store)
+
+
+def test_an_event_that_cannot_be_projected_stops_the_follower(
+        scenario: Path, target: str, tmp_path: Path) -> None:
+    with EmbeddedNode(scenario, read_only=True) as node:
+        events: list[CommittedEvent] = list(node.events())
+        bad = next(i for i, e in enumerate(events)
+                   if e.type == "TransactionBatchDisputed")
+        assert 0 < bad < len(events) - 1
+        db = Database(target)
+        try:
+            follower = Follower(reader(node), db, batch_size=BATCH,
+                                projections=_nul_in_disputes(db))
+            with pytest.raises(ProjectionFailed) as info:
+                follower.catch_up()
+            failure = info.value.failure
+            assert (failure.projection, failure.position, failure.tx_id,
+                    failure.event_type) == (
+                "card_transactions", events[bad].position, events[bad].tx_id,
+                "TransactionBatchDisputed")
+            assert "NUL" in failure.error and "\n" not in failure.error
+            # Everything before the event is applied, nothing from it on.
+            positions = read_positions(db)
+            for p in EVENT_PROJECTIONS:
+                assert positions[p.name] == events[bad - 1].position
+            assert db.query("SELECT COUNT(*) AS n FROM card_records "
+                            "WHERE status = 'disputed'")[0]["n"] == 0
+            assert db.query("SELECT COUNT(*) AS n FROM clearing_runs")[0]["n"] == 0
+            # The failure is recorded for other processes, and says so there.
+            assert read_failures(db) == [failure]
+            status = Follower(reader(node), db).status()
+            assert not status.healthy and status.failure == failure
+            assert status.ledger_height == node.height()
+            # Retrying the same fails the same, at the same event.
+            with pytest.raises(ProjectionFailed) as again:
+                Follower(reader(node), db, projections=_nul_in_disputes(db)
+                         ).catch_up()
+            assert again.value.failure.position == failure.position
+            # Once the projection can apply it (fixed), the failure is gone.
+            fixed = Follower(reader(node), db)
+            assert fixed.catch_up() == len(events) - bad
+            assert read_failures(db) == [] and fixed.status().healthy
+            assert dump(db) == reference(scenario, tmp_path)
+        finally:
+            db.close()
+
+
+def test_a_failed_rebuild_leaves_the_previous_views(scenario: Path, target: str
+                                                     ) -> None:
+    with EmbeddedNode(scenario, read_only=True) as node:
+        db = Database(target)
+        try:
+            rebuild(reader(node), db)
+            before = dump(db)
+            with pytest.raises(ProjectionFailed, match="TransactionBatchDisputed"):
+                rebuild(reader(node), db, projections=_nul_in_disputes(db))
+            assert dump(db) == before
+            assert read_failures(db) == []  # the previous views are healthy
+        finally:
+            db.close()
+
+
+def test_a_stopped_follower_is_unhealthy_everywhere(tmp_path: Path) -> None:
+    """The live follower of a running API stops at a department it cannot
+    project: /api/projections, /healthz and `projections status` say where
+    and why, and nothing after it is projected."""
+    def refuse(cur: Cursor, ev: CommittedEvent) -> None:
+        if ev.data["code"] == "d-poison":
+            raise ValueError("PostgreSQL text fields cannot contain NUL bytes")
+
+    settings = Settings(data_dir=tmp_path / "node", follow=False)
+    with TestClient(create_app(settings)) as client:
+        api = Api(client)
+        runtime = api.runtime
+        runtime.follower = Follower(
+            runtime.gateway.reader, runtime.db,
+            verify_block=runtime.gateway.verify_block,
+            projections=_failing(CodeSchemes, "DepartmentRegistered", refuse))
+        runtime.follower.start()
+        assert client.get("/healthz").json() == {"status": "ok"}
+        api.department(code="d-before")
+        api.sync()
+        poison = api.ok("/api/departments", {"code": "d-poison", "name": "Poison",
+                                             "duties": ["water"]}, KS_ADMIN)
+        api.department(code="d-after")
+        with pytest.raises(ProjectionFailed):
+            api.sync()
+        for _ in range(100):  # the applier thread ends
+            if not runtime.follower.status().running:
+                break
+            time.sleep(0.05)
+
+        status = api.get("/api/projections", KS_AUDITOR).json()
+        where = {"projection": "code_schemes", "block": poison["block_number"],
+                 "tx": 0, "event": 0, "tx_id": poison["tx_id"],
+                 "event_type": "DepartmentRegistered"}
+        assert (status["healthy"], status["running"]) == (False, False)
+        assert {k: status["failed"][k] for k in where} == where
+        assert "NUL" in status["failed"]["error"]
+        assert "DepartmentRegistered" in status["error"]
+        height = api.height()
+        assert status["ledger_height"] == height
+        assert status["behind_blocks"] == height - poison["block_number"] >= 2
+        assert status["positions"]["code_schemes"][0] < poison["block_number"]
+        codes = {d["code"] for d in api.get("/api/departments", KS_ADMIN,
+                                            limit=500).json()["items"]}
+        assert "d-before" in codes and not {"d-poison", "d-after"} & codes
+
+        health = problem(client.get("/healthz"), 503)
+        assert health["type"] == "/problems/unhealthy"
+        assert health["detail"].startswith("unhealthy: projection code_schemes "
+                                           "cannot apply DepartmentRegistered at "
+                                           f"block {poison['block_number']}")
+
+        out = cli("projections", "status", "--data-dir", str(settings.data_dir))
+        assert out.returncode == 1
+        [line] = out.stderr.splitlines()
+        assert "DepartmentRegistered" in line and "Traceback" not in out.stderr
+        shown = json.loads(out.stdout)
+        assert shown["healthy"] is False
+        assert {k: shown["failed"][0][k] for k in where} == where
