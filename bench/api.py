@@ -39,6 +39,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from chaincode.encoding import sm3_hex
 from chaincode.errors import Conflict
 from chaincode.merkle import merkle_root
 from ledger.connect import connect
@@ -61,9 +62,7 @@ def _ms(values: list[float], *qs: float) -> dict[str, float]:
 
 
 def _hash(text: str) -> str:
-    import hashlib
-
-    return hashlib.new("sm3", text.encode()).hexdigest()
+    return sm3_hex(text.encode())
 
 
 # ----------------------------------------------------------------- the data

@@ -10,9 +10,10 @@ from uuid import UUID
 from pydantic import Field, field_validator
 
 from chaincode.domain import ClearingRun, TransactionBatch, net_positions
+from chaincode.encoding import sm3
 from chaincode.errors import Conflict, InvalidArgument, Unauthorized
 from chaincode.identity import Role
-from chaincode.merkle import merkle_root_of, sm3
+from chaincode.merkle import merkle_root_of
 from chaincode.registry import (
     QUERIES,
     Args,

@@ -6,27 +6,10 @@ odd node is promoted unchanged, so no two different record lists share a root.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_SM3 = hashlib.new("sm3")  # copying a fresh state is faster than a lookup
-
-
-def sm3(data: bytes) -> bytes:
-    h = _SM3.copy()
-    h.update(data)
-    return h.digest()
-
-
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
-                              ensure_ascii=False)  # built once: hot path
-
-
-def canonical_json(value: Any) -> bytes:
-    """The one byte encoding that is hashed and signed everywhere."""
-    return _CANONICAL.encode(value).encode("utf-8")
+from chaincode.encoding import canonical_json, sm3
 
 
 def merkle_root(records: Iterable[Mapping[str, Any]]) -> str:

@@ -31,9 +31,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from chaincode.domain import Department
+from chaincode.encoding import canonical_json
 from chaincode.errors import InvalidArgument, Unauthorized
 from chaincode.identity import Caller, Role, caller_of
-from chaincode.merkle import canonical_json
 from chaincode.recorder import Session, transaction_time
 from chaincode.stub import Stub
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaincode.merkle import canonical_json
+from chaincode.encoding import canonical_json
 from chaincode.stub import Creator
 from ledger import crypto
 from ledger.store import Store, Version
@@ -55,6 +55,9 @@ class Endorsed:
 
 
 Sign = Callable[[bytes], bytes]
+# ``get(None)`` blocks for the next transaction, ``get(t)`` raises queue.Empty
+# after t seconds; None means stop.
+Get = Callable[[float | None], Endorsed | None]
 
 
 def writer_lock(data_dir: Path, wait: float = 15.0) -> Any:
@@ -87,8 +90,7 @@ class Committer:
         self.block_timeout = block_timeout
         self._last: tuple[int, str] | None = None  # (number, hash) of the tip
 
-    def cut(self, get: Callable[[float | None], Endorsed | None]
-            ) -> tuple[list[Endorsed], bool]:
+    def cut(self, get: Get) -> tuple[list[Endorsed], bool]:
         """One block's worth: the first transaction waited for, then whatever
         arrives within ``block_timeout``, up to ``block_max_txs``. ``get(None)``
         blocks; ``get(t)`` raises queue.Empty after t seconds; None means stop.
@@ -188,6 +190,27 @@ class Committer:
         return number, [s or next(it) for s in statuses]
 
 
+    def run(self, get: Get, committed: Callable[[int, list[tuple[str, str]]], None],
+            failed: Callable[[list[str], str], None]) -> None:
+        """The commit loop, of the committer thread and the committer process
+        alike: cut and commit blocks until ``get`` gives None (see ``cut``).
+        Each written block goes to ``committed(number, [(tx id, status)])``; a
+        block that could not be written to ``failed(tx ids, why)``, and the loop
+        goes on with the next one."""
+        stop = False
+        while not stop:
+            batch, stop = self.cut(get)
+            if not batch:
+                continue
+            try:
+                number, statuses = self.commit(batch)
+            except Exception as e:  # the block was not written
+                failed([tx.tx_id for tx in batch], repr(e))
+                continue
+            committed(number, [(tx.tx_id, s)
+                               for tx, s in zip(batch, statuses, strict=True)])
+
+
 def serve(target: str, data_dir: str, center: str, backend: str,
           block_max_txs: int, block_timeout: float, inbox: Any, outbox: Any,
           parent: int) -> None:
@@ -212,24 +235,18 @@ def serve(target: str, data_dir: str, center: str, backend: str,
                     return None
         return inbox.get(timeout=timeout)  # type: ignore[no-any-return]
 
+    def committed(number: int, outcomes: list[tuple[str, str]]) -> None:
+        outbox.put(("block", number, outcomes))
+
+    def failed(tx_ids: list[str], why: str) -> None:
+        outbox.put(("failed", tx_ids, why))
+
     try:
-        stop = False
-        while not stop:
-            batch, stop = committer.cut(get)
-            if not batch:
-                continue
-            try:
-                number, statuses = committer.commit(batch)
-            except Exception as e:  # the block was not written
-                outbox.put(("failed", [tx.tx_id for tx in batch], repr(e)))
-                continue
-            outbox.put(("block", number, [(tx.tx_id, s)
-                                          for tx, s in zip(batch, statuses,
-                                                           strict=True)]))
+        committer.run(get, committed, failed)
     finally:
         store.close()
         lock.close()
         outbox.put(("closed",))
 
 
-__all__ = ["Committer", "Endorsed", "data_hash", "serve"]
+__all__ = ["Committer", "Endorsed", "data_hash", "serve", "tx_id_for"]

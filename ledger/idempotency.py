@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from chaincode.encoding import canonical_json
 from chaincode.errors import ContractError
-from chaincode.merkle import canonical_json
 from ledger.protocol import (
     CommitError,
     CommittedTransaction,

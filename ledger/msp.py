@@ -17,9 +17,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from chaincode.encoding import canonical_json
 from chaincode.identity import Role
 from chaincode.identity import label as identity_label
-from chaincode.merkle import canonical_json
 from chaincode.stub import Creator
 from ledger import crypto
 from network.consortium import Consortium, load_consortium

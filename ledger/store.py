@@ -8,11 +8,12 @@ reads are autocommit, so a read sees only committed blocks.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from ledger.sql import connect_sqlite, for_driver, is_postgres
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -48,7 +49,7 @@ class Store:
 
     def __init__(self, target: str | Path) -> None:
         self.target = str(target)
-        self.is_postgres = self.target.startswith(("postgresql://", "postgres://"))
+        self.is_postgres = is_postgres(self.target)
         self._local = threading.local()
         dialect = "postgres" if self.is_postgres else "sqlite"
         # SQLite: keyed tables without a rowid are one B-tree, not two.
@@ -68,15 +69,12 @@ class Store:
 
                 conn = psycopg.connect(self.target, autocommit=True)
             else:
-                conn = sqlite3.connect(self.target, isolation_level=None,
-                                       check_same_thread=False, timeout=30)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
+                conn = connect_sqlite(self.target, "FULL")
             self._local.conn = conn
         return conn
 
     def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.is_postgres else sql
+        return for_driver(sql, self.is_postgres)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         cur = self._conn().execute(self._sql(sql), params)
@@ -191,8 +189,18 @@ class Store:
             "SELECT tx, idx, tx_id, type, payload FROM events WHERE block = ? "
             "ORDER BY tx, idx", (number,))]
 
+    def tx_ids_of_block(self, number: int) -> list[str]:
+        """The ids of block ``number``'s transactions, in block order."""
+        return [str(r[0]) for r in self._query(
+            "SELECT tx_id FROM txs WHERE block = ? ORDER BY idx", (number,))]
+
     def all_state(self) -> Iterator[tuple[str, str, int, int]]:
         yield from self._query("SELECT key, value, block, tx FROM state ORDER BY key")
+
+    def all_history(self) -> Iterator[tuple[str, int, int, str | None]]:
+        """Every (key, block, tx, value or None) of the key history, by key."""
+        yield from self._query(
+            "SELECT key, block, tx, value FROM history ORDER BY key, block, tx")
 
     # ----------------------------------------------------------------- writes
     def append_block(self, number: int, header: str, block_hash: str,

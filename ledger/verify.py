@@ -14,14 +14,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from chaincode.merkle import canonical_json
+from chaincode.encoding import canonical_json
 from chaincode.stub import Creator
 from ledger import crypto
+from ledger.committer import GENESIS_PREVIOUS, VALID, data_hash, tx_id_for
 from ledger.msp import Membership, MembershipError
 from ledger.protocol import VerifyReport
 from ledger.store import Store
-
-GENESIS_PREVIOUS = "0" * 64
 
 
 class _Bad(Exception):
@@ -33,8 +32,6 @@ class _Bad(Exception):
 
 def _check_tx(body: dict[str, Any], tx_id: str, number: int,
               membership: Membership, backend: crypto.Backend) -> None:
-    from ledger.committer import tx_id_for
-
     proposal = body["proposal"]
     creator = Creator(proposal["creator"]["msp_id"],
                       proposal["creator"]["certificate"].encode())
@@ -93,8 +90,6 @@ def _check_block(store: Store, backend: crypto.Backend, number: int, previous: s
     from the block itself when it is the genesis block). ``transactions=False``
     checks the header, the link, the data hash and the node signature only.
     """
-    from ledger.committer import VALID, data_hash
-
     found = store.block(number)
     if found is None:
         raise _Bad("block is missing", number)
@@ -121,11 +116,10 @@ def _check_block(store: Store, backend: crypto.Backend, number: int, previous: s
         raise _Bad("node signature of the block does not verify", number)
     if number == 0 or not transactions:
         return block_hash, bodies, trust
-    stored_tx_ids = store._query(
-        "SELECT tx_id FROM txs WHERE block = ? ORDER BY idx", (number,))
+    stored_tx_ids = store.tx_ids_of_block(number)
     expected_events = []
     for index, body in enumerate(bodies):
-        tx_id = stored_tx_ids[index][0]
+        tx_id = stored_tx_ids[index]
         _check_tx(body, tx_id, number, trust.membership, backend)
         counts["tx"] += 1
         if body["validation"] != VALID:
@@ -181,8 +175,6 @@ def verify_blocks(store: Store, backend: crypto.Backend, start: int, end: int,
 def verify_chain(store: Store, backend: crypto.Backend,
                  progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Re-check the whole chain; ``progress(block, height)`` is called per block."""
-    from ledger.committer import VALID
-
     height = store.height()
     counts = {"tx": 0, "events": 0}
     state: dict[str, tuple[str, int, int]] = {}
@@ -215,8 +207,7 @@ def verify_chain(store: Store, backend: crypto.Backend,
             key = next(iter(state))
             raise _Bad(f"world state lacks key {key!r}", state[key][1])
         stored_history: dict[str, list[tuple[int, int, str | None]]] = {}
-        for key, block, tx, value in store._query(
-                "SELECT key, block, tx, value FROM history ORDER BY key, block, tx"):
+        for key, block, tx, value in store.all_history():
             stored_history.setdefault(key, []).append((block, tx, value))
         for key in sorted(set(history) | set(stored_history)):
             if history.get(key) != stored_history.get(key):

@@ -1,8 +1,8 @@
-"""The read-model database: one SQL dialect layer over SQLite and PostgreSQL.
+"""The read-model database, over SQLite or PostgreSQL.
 
-Statements are written once, with ``?`` placeholders and the SQL both engines
-share (``INSERT ... ON CONFLICT``, row-value comparisons, ``LIMIT/OFFSET``);
-PostgreSQL gets ``%s`` placeholders. SQLite (the default, a file in the data
+Statements are written once, in the dialect of ``ledger.sql`` (``?``
+placeholders, ``INSERT ... ON CONFLICT``, row-value comparisons,
+``LIMIT/OFFSET``), as the block store's are. SQLite (the default, a file in the data
 directory) uses one connection per thread in WAL mode, so API readers never
 block the projection writer; PostgreSQL uses a psycopg 3 connection pool.
 Reads are autocommit; writes go through :meth:`Database.transaction`, which
@@ -18,11 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ledger.sql import connect_sqlite, for_driver, is_postgres
+
 Row = dict[str, Any]
-
-
-def is_postgres(target: str | Path) -> bool:
-    return str(target).startswith(("postgresql://", "postgres://"))
 
 
 class Cursor:
@@ -33,7 +31,7 @@ class Cursor:
         self._postgres = postgres
 
     def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self._postgres else sql
+        return for_driver(sql, self._postgres)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
@@ -71,12 +69,9 @@ class Database:
     def _sqlite(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.target, isolation_level=None,
-                                   check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
             # A crash may lose the last commits, but each commit holds a view
             # update together with its position, so the follower redoes them.
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = connect_sqlite(self.target, "NORMAL")
             self._local.conn = conn
             with self._lock:
                 self._sqlite_conns.append(conn)

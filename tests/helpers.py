@@ -5,7 +5,6 @@ small scenario that touches every event family."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import secrets
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from chaincode import encoding
 from chaincode.errors import ContractError, NotFound
 from chaincode.merkle import merkle_root
 from ledger.connect import EmbeddedConnection
@@ -58,7 +58,7 @@ PEER_WAIT_S = 60.0
 
 
 def sm3_hex(text: str) -> str:
-    return hashlib.new("sm3", text.encode()).hexdigest()
+    return encoding.sm3_hex(text.encode())
 
 
 def unique_hash() -> str:

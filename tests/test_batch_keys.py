@@ -19,8 +19,7 @@ from helpers import DAY, batch_args, card_record
 
 from chaincode import cards
 from chaincode.errors import Conflict
-from ledger import embedded
-from ledger.embedded import EmbeddedLedger, EmbeddedNode, EmbeddedStub
+from ledger.embedded import EmbeddedLedger, EmbeddedNode, EmbeddedStub, endorse
 
 PAGE = 100  # results per QUERY_STATE_NEXT page of a Fabric peer
 MAX_ID_BYTES = 64  # the record_id pattern's longest id
@@ -100,7 +99,7 @@ def snapshot(node: EmbeddedNode) -> tuple[int, list[tuple[str, str, int, int]]]:
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[CountingStub]:
     """Every stub the node endorses with from now on, in order."""
-    monkeypatch.setattr(embedded, "EmbeddedStub", CountingStub)
+    monkeypatch.setattr(endorse, "EmbeddedStub", CountingStub)
     made: list[CountingStub] = []
     monkeypatch.setattr(CountingStub, "made", made)
     return made

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 from helpers import CENTER, VALID, Clients, World, build_world, rejected
 
+from chaincode.encoding import canonical_json
 from chaincode.errors import ContractError, InvalidArgument, Unauthorized
-from chaincode.merkle import canonical_json
 from ledger.connect import EmbeddedConnection
 from ledger.embedded import EmbeddedLedger, EmbeddedNode
 

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import crypto
-from ledger.crypto import DEFAULT_USER_ID, CryptoError
+from ledger.crypto import DEFAULT_USER_ID, CryptoError, sm2
+from ledger.crypto import gmssl as gm
 
 BACKENDS = ["native", "gmssl"]
 ALICE = b"ALICE123@YAHOO.COM"
@@ -72,13 +73,13 @@ def test_sm4_block_vector(name: str) -> None:
 
 
 def test_gbt32918_signature_example() -> None:
-    assert crypto._gm_public(VEC_D, TEST_CURVE) == VEC_PUB
+    assert gm.public_key(VEC_D, TEST_CURVE) == VEC_PUB
     assert crypto.sm2_za(VEC_PUB, ALICE, TEST_CURVE) == VEC_ZA
-    assert crypto._za(crypto._gm_sm3, VEC_PUB, ALICE, TEST_CURVE) == VEC_ZA
-    sig = crypto._gm_sign(VEC_D, b"message digest", ALICE, TEST_CURVE, k=VEC_K)
+    assert sm2.za(gm.sm3, VEC_PUB, ALICE, TEST_CURVE) == VEC_ZA
+    sig = gm.sign(VEC_D, b"message digest", ALICE, TEST_CURVE, k=VEC_K)
     assert sig == VEC_SIG
-    assert crypto._gm_verify(VEC_PUB, b"message digest", sig, ALICE, TEST_CURVE)
-    assert not crypto._gm_verify(VEC_PUB, b"message digesT", sig, ALICE, TEST_CURVE)
+    assert gm.verify(VEC_PUB, b"message digest", sig, ALICE, TEST_CURVE)
+    assert not gm.verify(VEC_PUB, b"message digesT", sig, ALICE, TEST_CURVE)
 
 
 @pytest.mark.parametrize("user_id", [DEFAULT_USER_ID, ALICE])
@@ -97,7 +98,7 @@ def test_sign_verify_cross_backend(
     assert not v.sm2_verify(public, msg + b"!", sig, user_id)
     other_id = ALICE if user_id == DEFAULT_USER_ID else DEFAULT_USER_ID
     assert not v.sm2_verify(public, msg, sig, other_id)
-    other_pub = crypto._gm_public((5).to_bytes(32, "big"))
+    other_pub = gm.public_key((5).to_bytes(32, "big"))
     assert not v.sm2_verify(other_pub, msg, sig, user_id)
     for i in (0, 31, 32, 63):
         bad = bytearray(sig)

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chaincode.contract import CardRecord, card_leaf
-from chaincode.merkle import canonical_json
+from chaincode.encoding import canonical_json
 from ledger.connect import EmbeddedConnection
 from ledger.embedded import EmbeddedNode
 

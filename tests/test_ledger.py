@@ -27,7 +27,7 @@ from helpers import (
     snapshot,
 )
 
-from chaincode.merkle import canonical_json
+from chaincode.encoding import canonical_json
 from chaincode.stub import prefix_range
 from ledger import crypto
 from ledger.connect import EmbeddedConnection

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from helpers import CENTER, Clients, identifier_args, run_scenario
 
-from chaincode.merkle import canonical_json
+from chaincode.encoding import canonical_json
 from ledger import crypto
 from ledger.connect import EmbeddedConnection
 from ledger.embedded import MVCC_READ_CONFLICT, VALID, EmbeddedNode, data_hash

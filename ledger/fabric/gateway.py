@@ -53,8 +53,8 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_status import rpc_status
 
+from chaincode.encoding import canonical_json
 from chaincode.errors import ContractError, from_payload
-from chaincode.merkle import canonical_json
 from ledger.fabric.identity import FabricIdentity
 from ledger.protocol import (
     CommitError,

@@ -47,8 +47,8 @@ from google.protobuf import any_pb2
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
+from chaincode.encoding import canonical_json
 from chaincode.errors import Conflict, ContractError, InvalidArgument, NotFound
-from chaincode.merkle import canonical_json
 from ledger.fabric.gateway import (
     FabricLedger,
     FabricNetwork,
