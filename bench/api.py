@@ -39,6 +39,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.ledger import percentile
 from chaincode.encoding import sm3_hex
 from chaincode.errors import Conflict
 from chaincode.merkle import merkle_root
@@ -51,13 +52,8 @@ _FIRST = date(2100, 1, 1) + timedelta(days=20 * random.randrange(10_000))
 DAYS = [(_FIRST + timedelta(days=d)).isoformat() for d in range(20)]
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-
-
 def _ms(values: list[float], *qs: float) -> dict[str, float]:
-    return {f"p{round(q * 100)}_ms": round(_percentile(values, q) * 1000, 2)
+    return {f"p{round(q * 100)}_ms": round(percentile(values, q) * 1000, 2)
             for q in qs}
 
 

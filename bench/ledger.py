@@ -54,7 +54,8 @@ TARGETS = {"tx_per_s": 200.0, "p50_ms": 500.0, "records_per_s": 10_000.0,
 PROCESS_KINDS = ("peer", "orderer", "chaincode", "ca")
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank; 0.0 for none)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
@@ -139,8 +140,8 @@ def _single_figures(d: Driven) -> dict[str, Any]:
             "failed": d.failed,
             "seconds": round(d.elapsed, 3),
             "tx_per_s": round(d.committed / d.elapsed, 1) if d.elapsed else 0.0,
-            "p50_ms": round(_percentile(lat, 0.5) * 1000, 2),
-            "p99_ms": round(_percentile(lat, 0.99) * 1000, 2),
+            "p50_ms": round(percentile(lat, 0.5) * 1000, 2),
+            "p99_ms": round(percentile(lat, 0.99) * 1000, 2),
             "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else 0,
             **({"errors": d.errors} if d.errors else {})}
 
