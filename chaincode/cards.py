@@ -3,14 +3,21 @@ confirmed or disputed record by record by the issuer, cleared daily (清分结�
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import Field, field_validator
 
-from chaincode.domain import ClearingRun, TransactionBatch, net_positions
-from chaincode.encoding import sm3
+from chaincode.domain import (
+    ClearingRun,
+    FeeRule,
+    TransactionBatch,
+    clear,
+    rules_in_effect,
+)
+from chaincode.encoding import canonical_json, sm3
 from chaincode.errors import Conflict, InvalidArgument, Unauthorized
 from chaincode.identity import Role
 from chaincode.merkle import merkle_root_of
@@ -33,6 +40,12 @@ from network.consortium import load_consortium
 
 MAX_BATCH_RECORDS = 10_000
 
+# chaincode.domain.SCENES, RECORD_TYPES and PARTIES, as argument types.
+Scene = Literal["metro", "bus", "taxi", "ferry", "parking", "park_and_ride",
+                "retail", "other"]
+RecordType = Literal["purchase", "top_up", "refund"]
+Party = Literal["acquirer", "issuer"]
+
 class CardRecord(Args):
     record_id: Name
     issuer_city: Name
@@ -44,6 +57,10 @@ class CardRecord(Args):
                                        r"(\.\d{1,6})?Z$",
                                json_schema_extra={"format": "date-time"})]
     terminal_id: Name
+    # Added with fees: a record without them is an "other" "purchase"
+    # (chaincode.domain.clear), and its Merkle leaf is as before.
+    scene: Scene | None = None
+    type: RecordType | None = None
 
     @field_validator("time")
     @classmethod
@@ -53,11 +70,17 @@ class CardRecord(Args):
 
 
 def card_leaf(r: dict[str, Any]) -> bytes:
-    """``canonical_json(r)`` of a validated CardRecord, written out: its fields'
-    patterns admit no character JSON would escape, and a batch has thousands."""
+    """``canonical_json(r)`` of a validated CardRecord dumped without its absent
+    optional fields, written out: its fields' patterns and literals admit no
+    character JSON would escape, and a batch has thousands. Keys in sorted order;
+    ``scene`` and ``type`` only when present (so older records' leaves stay
+    byte-identical)."""
+    scene = f',"scene":"{r["scene"]}"' if r.get("scene") is not None else ""
+    kind = f',"type":"{r["type"]}"' if r.get("type") is not None else ""
     return (f'{{"amount_fen":{r["amount_fen"]},"card_id_hash":"{r["card_id_hash"]}",'
-            f'"issuer_city":"{r["issuer_city"]}","record_id":"{r["record_id"]}",'
-            f'"terminal_id":"{r["terminal_id"]}","time":"{r["time"]}"}}').encode()
+            f'"issuer_city":"{r["issuer_city"]}","record_id":"{r["record_id"]}"'
+            f'{scene},"terminal_id":"{r["terminal_id"]}","time":"{r["time"]}"'
+            f'{kind}}}').encode()
 
 
 class ReportBatchArgs(Args):
@@ -87,11 +110,27 @@ class ClearingArgs(Args):
     business_day: Day
 
 
+# A fee is charged per record, so neither bound exceeds a record's largest amount.
+FeeFen = Annotated[int, Field(ge=0, le=100_000_000)]
+
+
+class FeeRuleArgs(Args):
+    scene: Scene
+    party: Party
+    rate_bps: Annotated[int, Field(ge=0, le=10_000)]
+    min_fee_fen: FeeFen
+    max_fee_fen: FeeFen
+    effective_day: Day
+
+
+class NoArgs(Args):
+    pass
+
+
 # -------------------------------------------------- cross-city card transactions
-def _ensure_day_open(ctx: Context, day: str) -> None:
+def _ensure_day_open(ctx: Context, day: str, field: str = "business_day") -> None:
     if ctx.session.exists(ClearingRun.create_id(day)):
-        raise Conflict(f"business day {day} is already cleared",
-                       field="business_day")
+        raise Conflict(f"business day {day} is already cleared", field=field)
 
 
 # Reported record ids, for duplicate detection.
@@ -246,7 +285,7 @@ def report_batch(ctx: Context, a: ReportBatchArgs) -> dict[str, Any]:
     if acquirer not in cities:
         raise Unauthorized("only a member city acquires card transactions")
     _ensure_day_open(ctx, a.business_day)
-    records = [r.model_dump() for r in a.records]
+    records = [r.model_dump(exclude_none=True) for r in a.records]
     seen: set[str] = set()
     for i, r in enumerate(records):
         field = f"records.{i}"
@@ -304,21 +343,70 @@ def dispute_transactions(ctx: Context, a: DisputeArgs) -> dict[str, Any]:
     return {"id": str(batch.id), "disputed": len(chosen)}
 
 
+# Fee rules (服务价格), one key per version under ``fee~<scene>~<party>~<day>``
+# holding the version's canonical JSON, so that a clearing reads every version in
+# one range query; the FeeRule aggregate is the record of its publication.
+_FEE_PREFIX = "fee~"
+
+
+def _fee_rules(stub: Stub, prefix: str = _FEE_PREFIX) -> list[dict[str, Any]]:
+    start, end = prefix_range(prefix)
+    return [json.loads(v) for _, v in stub.get_state_by_range(start, end)]
+
+
+@command("PublishFeeRule", FeeRuleArgs, Role.CENTER_ADMIN)
+def publish_fee_rule(ctx: Context, a: FeeRuleArgs) -> dict[str, Any]:
+    if a.min_fee_fen > a.max_fee_fen:
+        raise InvalidArgument(f"min_fee_fen: {a.min_fee_fen} exceeds max_fee_fen "
+                              f"{a.max_fee_fen} (min must be at most max)",
+                              "min_fee_fen")
+    # A day already cleared keeps the fees it was cleared with.
+    _ensure_day_open(ctx, a.effective_day, "effective_day")
+    versions = _fee_rules(ctx.stub, f"{_FEE_PREFIX}{a.scene}~{a.party}~")
+    if any(v["effective_day"] == a.effective_day for v in versions):
+        raise Conflict(f"a {a.scene} fee rule for the {a.party} is already "
+                       f"effective on {a.effective_day} (publish a later day)",
+                       field="effective_day")
+    rule = FeeRule(scene=a.scene, party=a.party, rate_bps=a.rate_bps,
+                   min_fee_fen=a.min_fee_fen, max_fee_fen=a.max_fee_fen,
+                   effective_day=a.effective_day, rule_version=len(versions) + 1,
+                   published_by=str(ctx.caller))
+    out = {"id": str(rule.id), "scene": a.scene, "party": a.party,
+           "rate_bps": a.rate_bps, "min_fee_fen": a.min_fee_fen,
+           "max_fee_fen": a.max_fee_fen, "effective_day": a.effective_day,
+           "rule_version": rule.rule_version}
+    ctx.stub.put_state(f"{_FEE_PREFIX}{a.scene}~{a.party}~{a.effective_day}",
+                       canonical_json(out))
+    ctx.session.save(rule)
+    return out
+
+
+@query("GetFeeRules", NoArgs)
+def get_fee_rules(ctx: Context, a: NoArgs) -> dict[str, Any]:
+    """Every version of every fee rule, by scene, party and effective day."""
+    return {"rules": _fee_rules(ctx.stub)}
+
+
 @command("RunClearing", ClearingArgs, Role.CENTER_ADMIN)
 def run_clearing(ctx: Context, a: ClearingArgs) -> dict[str, Any]:
     _ensure_day_open(ctx, a.business_day)
     start, end = prefix_range(f"day~{a.business_day}~")
     batch_ids = [UUID(v.decode()) for _, v in ctx.stub.get_state_by_range(start, end)]
     batches = [ctx.session.get(b, TransactionBatch, "batch") for b in batch_ids]
-    positions, records, excluded, gross = net_positions(
-        batches, load_consortium().city_names)
+    rules = rules_in_effect(_fee_rules(ctx.stub), a.business_day)
+    c = clear(batches, load_consortium().city_names, rules)
+    applied = [str(rules[k]["id"]) for k in sorted(rules)]
     run = ClearingRun(business_day=a.business_day,
-                      batches=[str(b) for b in batch_ids], records=records,
-                      excluded_disputed=excluded, gross_fen=gross,
-                      positions=positions, run_by=str(ctx.caller))
+                      batches=[str(b) for b in batch_ids], records=c.records,
+                      excluded_disputed=c.excluded, gross_fen=c.gross_fen,
+                      positions=c.positions, run_by=str(ctx.caller),
+                      center_fee_fen=c.center_fee_fen, fees_fen=c.fees_fen,
+                      pairs=c.pairs, cities=c.cities, fee_rules=applied)
     ctx.session.save(run)
-    return {"id": str(run.id), "positions": positions, "records": records,
-            "excluded_disputed": excluded, "gross_fen": gross}
+    return {"id": str(run.id), "positions": c.positions, "records": c.records,
+            "excluded_disputed": c.excluded, "gross_fen": c.gross_fen,
+            "center_fee_fen": c.center_fee_fen, "fees_fen": c.fees_fen,
+            "pairs": c.pairs, "cities": c.cities}
 
 
 QUERIES["GetBatch"] = (IdArgs, getter(TransactionBatch, "batch"))

@@ -7,7 +7,9 @@ aggregates' own state live here.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -219,7 +221,10 @@ class TransactionBatch(LedgerAggregate):
 
 
 class ClearingRun(LedgerAggregate):
-    """The daily clearing (清分) of one business day: net position per city."""
+    """The daily clearing (清分) of one business day: net position per city after
+    fees, the center's fee income, and the figures per pair of cities and per city.
+    The fields after ``positions`` were added with fees; a run recorded before
+    them reads as one without fees."""
 
     @staticmethod
     def create_id(business_day: str, **_: Any) -> UUID:
@@ -228,35 +233,160 @@ class ClearingRun(LedgerAggregate):
     @event("Completed")
     def __init__(self, business_day: str, batches: list[str], records: int,
                  excluded_disputed: int, gross_fen: int, positions: dict[str, int],
-                 run_by: str) -> None:
-        if sum(positions.values()) != 0:  # an invariant, not user input
-            raise AssertionError("net positions must sum to zero")
+                 run_by: str, center_fee_fen: int = 0, fees_fen: int = 0,
+                 pairs: list[dict[str, Any]] | None = None,
+                 cities: dict[str, dict[str, int]] | None = None,
+                 fee_rules: list[str] | None = None) -> None:
+        # an invariant, not user input
+        if sum(positions.values()) + center_fee_fen != 0:
+            raise AssertionError("positions with the center's fees must sum to zero")
         self.business_day = business_day
         self.batches = batches
         self.records = records
         self.excluded_disputed = excluded_disputed
         self.gross_fen = gross_fen
         self.positions = positions
+        self.center_fee_fen = center_fee_fen
+        self.fees_fen = fees_fen
+        self.pairs = pairs or []
+        self.cities = cities or {}
+        self.fee_rules = fee_rules or []
 
 
-def net_positions(batches: list[TransactionBatch],
-                  cities: tuple[str, ...]) -> tuple[dict[str, int], int, int, int]:
-    """Net position per city over non-disputed records: the acquirer is owed
-    what it carried, the issuer owes it. Returns (positions, records, excluded,
-    gross fen); positions sum to zero by construction."""
-    positions = dict.fromkeys(sorted(cities), 0)
+# ------------------------------------------------------------------ fees
+SCENES = ("metro", "bus", "taxi", "ferry", "parking", "park_and_ride", "retail",
+          "other")
+RECORD_TYPES = ("purchase", "top_up", "refund")
+PARTIES = ("acquirer", "issuer")
+DEFAULT_SCENE, DEFAULT_TYPE = "other", "purchase"
+
+
+class FeeRule(LedgerAggregate):
+    """One version of the service price (服务价格) the center charges a party
+    (the acquirer or the issuer city) per record of a scene, in effect from its
+    effective business day until a version with a later effective day."""
+
+    @staticmethod
+    def create_id(scene: str, party: str, effective_day: str, **_: Any) -> UUID:
+        return derive_id("feerule", scene, party, effective_day)
+
+    @event("Published")
+    def __init__(self, scene: str, party: str, rate_bps: int, min_fee_fen: int,
+                 max_fee_fen: int, effective_day: str, rule_version: int,
+                 published_by: str) -> None:
+        self.scene = scene
+        self.party = party
+        self.rate_bps = rate_bps
+        self.min_fee_fen = min_fee_fen
+        self.max_fee_fen = max_fee_fen
+        self.effective_day = effective_day
+        self.rule_version = rule_version
+        self.published_by = published_by
+
+
+def fee_of(amount_fen: int, rule: Mapping[str, Any] | None) -> int:
+    """The fee in fen on a record of ``amount_fen`` under ``rule`` (None: no fee):
+    ``clamp(round_half_up(amount_fen * rate_bps / 10000), min_fee_fen,
+    max_fee_fen)``, in integers only. Rounding is half up: a remainder of exactly
+    half a fen rounds up (amount 50 fen at 100 bps is 0.5 fen: fee 1), anything
+    less rounds down (49 fen: 0.49, fee 0). Amounts and rates are never negative,
+    so half up is ``(amount_fen * rate_bps + 5000) // 10000``."""
+    if rule is None:
+        return 0
+    fee = (amount_fen * int(rule["rate_bps"]) + 5000) // 10000
+    return max(int(rule["min_fee_fen"]), min(int(rule["max_fee_fen"]), fee))
+
+
+def rules_in_effect(rules: Iterable[Mapping[str, Any]], business_day: str
+                    ) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """Per (scene, party), the version with the latest effective day on or
+    before ``business_day``."""
+    out: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for rule in rules:
+        key = (str(rule["scene"]), str(rule["party"]))
+        if rule["effective_day"] <= business_day and (
+                key not in out or out[key]["effective_day"] < rule["effective_day"]):
+            out[key] = rule
+    return out
+
+
+class ClearedBatch(Protocol):
+    """What clearing reads of a batch (a ``TransactionBatch``)."""
+
+    acquirer_city: str
+    records: dict[str, dict[str, Any]]
+    status: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Clearing:
+    """The figures of one clearing: ``positions`` (city -> net fen after fees)
+    and ``center_fee_fen`` sum to zero."""
+
+    positions: dict[str, int]
+    center_fee_fen: int
+    fees_fen: int
+    records: int
+    excluded: int
+    gross_fen: int
+    pairs: list[dict[str, Any]]
+    cities: dict[str, dict[str, int]]
+
+
+def clear(batches: Iterable[ClearedBatch], cities: Iterable[str],
+          rules: Mapping[tuple[str, str], Mapping[str, Any]]) -> Clearing:
+    """Clear non-disputed records under the fee ``rules`` in effect
+    (``rules_in_effect``).
+
+    Direction: a purchase or a refund (退卡) is paid out by the acquirer city from a
+    balance the issuer holds, so the issuer owes the acquirer the amount; a top-up
+    (充值) is cash the acquirer took for the issuer's card, so the acquirer owes
+    the issuer. Fees: each party pays the center the fee of its own rule for the
+    record's scene (``fee_of``), whichever way the amount flows. Per pair
+    (acquirer, issuer): records, gross (amounts), each party's fees, and net (what
+    the issuer owes the acquirer, negative when the acquirer owes). Per city:
+    gross (amounts owed to it less amounts it owes), fees it pays, net = gross -
+    fees, its position. Integers only; pairs sorted, cities sorted."""
+    names = sorted(cities)
+    gross_by = dict.fromkeys(names, 0)
+    fees_by = dict.fromkeys(names, 0)
+    pairs: dict[tuple[str, str], list[int]] = {}
     records = excluded = gross = 0
     for batch in batches:
+        acquirer = batch.acquirer_city
         for rid, rec in batch.records.items():
             if batch.status[rid] == "disputed":
                 excluded += 1
                 continue
             amount = int(rec["amount_fen"])
-            positions[batch.acquirer_city] += amount
-            positions[rec["issuer_city"]] -= amount
+            scene = rec.get("scene", DEFAULT_SCENE)
+            issuer = rec["issuer_city"]
+            signed = -amount if rec.get("type", DEFAULT_TYPE) == "top_up" else amount
+            fee_a = fee_of(amount, rules.get((scene, "acquirer")))
+            fee_i = fee_of(amount, rules.get((scene, "issuer")))
+            gross_by[acquirer] += signed
+            gross_by[issuer] -= signed
+            fees_by[acquirer] += fee_a
+            fees_by[issuer] += fee_i
+            pair = pairs.setdefault((acquirer, issuer), [0, 0, 0, 0, 0])
+            pair[0] += 1
+            pair[1] += amount
+            pair[2] += fee_a
+            pair[3] += fee_i
+            pair[4] += signed
             records += 1
             gross += amount
-    return positions, records, excluded, gross
+    positions = {c: gross_by[c] - fees_by[c] for c in names}
+    center = sum(fees_by.values())
+    return Clearing(
+        positions=positions, center_fee_fen=center, fees_fen=center,
+        records=records, excluded=excluded, gross_fen=gross,
+        pairs=[{"acquirer_city": a, "issuer_city": i, "records": p[0],
+                "gross_fen": p[1], "acquirer_fee_fen": p[2],
+                "issuer_fee_fen": p[3], "net_fen": p[4]}
+               for (a, i), p in sorted(pairs.items())],
+        cities={c: {"gross_fen": gross_by[c], "fees_fen": fees_by[c],
+                    "net_fen": positions[c]} for c in names})
 
 
 def scheme_checks(department: Department | None, code_type: str,

@@ -334,6 +334,10 @@ VALID: dict[str, tuple[tuple[str, str], Callable[[World], dict[str, Any]]]] = {
         "batch_id": w.batch, "record_ids": [w.unique("s2")],
         "reason": "double charge"}),
     "RunClearing": ((CENTER, "admin"), lambda w: {"business_day": w.day}),
+    # ferry/acquirer: no other test publishes it, and no test's records are ferry
+    "PublishFeeRule": ((CENTER, "admin"), lambda w: {
+        "scene": "ferry", "party": "acquirer", "rate_bps": 30, "min_fee_fen": 1,
+        "max_fee_fen": 500, "effective_day": w.day}),
 }
 OPTIONAL = {("RegisterIdentifier", "attributes"), ("ConfirmTransactions", "record_ids")}
 

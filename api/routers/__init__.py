@@ -10,6 +10,7 @@ from api.routers import (
     code_schemes,
     dashboard,
     departments,
+    fee_rules,
     identifiers,
     ledger,
     pages,
@@ -18,5 +19,6 @@ from api.routers import (
 
 ROUTERS = [identifiers.router, departments.router, code_schemes.router,
            card_batches.router, card_volumes.router, clearing_runs.router,
+           fee_rules.router,
            blocks.router, ledger.router, dashboard.router, system.router,
            pages.router]

@@ -90,7 +90,7 @@ class CardBatchDetail(CardBatchOut):
 async def report_batch(body: CardBatchCreate, commands: CommandsDep) -> CommandResult:
     """ReportTransactionBatch (city admin, terminal of the acquirer city); up
     to 10,000 records, a body of up to 8 MiB."""
-    records = [r.model_dump() for r in body.records]
+    records = [r.model_dump(exclude_none=True) for r in body.records]
     root = body.merkle_root or merkle_root(records)
     return await commands.submit("ReportTransactionBatch", {
         "business_day": body.business_day, "records": records,

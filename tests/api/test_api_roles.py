@@ -75,6 +75,9 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
         _batch_for_kunshan(api)),
     "RunClearing": lambda api: ("/api/clearing-runs", {
         "business_day": new_day()}),
+    "PublishFeeRule": lambda api: ("/api/fee-rules", {
+        "scene": "retail", "party": "issuer", "rate_bps": 25, "min_fee_fen": 0,
+        "max_fee_fen": 300, "effective_day": new_day()}),
 }
 
 

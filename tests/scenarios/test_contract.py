@@ -63,6 +63,7 @@ ALLOWED: dict[str, frozenset[Role]] = {
     "ConfirmTransactions": frozenset({Role.CITY_ADMIN}),
     "DisputeTransactions": frozenset({Role.CITY_ADMIN}),
     "RunClearing": frozenset({Role.CENTER_ADMIN}),
+    "PublishFeeRule": frozenset({Role.CENTER_ADMIN}),
 }
 
 
@@ -285,6 +286,8 @@ def _wrong_type(value: Any) -> Any:
         return "true"
     if isinstance(value, list):
         return "not-a-list"
+    if isinstance(value, int):  # an int field: its digits as a string
+        return str(value)
     return 12345
 
 
@@ -418,6 +421,28 @@ SPECIFIC: list[tuple[str, str, Args, str]] = [
      "business_day"),
     ("clearing-day-number", "RunClearing", {"business_day": 20261120},
      "business_day"),
+    # ReportTransactionBatch: scene and type
+    ("record-scene-unknown", "ReportTransactionBatch",
+     _record_change(scene="airport"), "records.0.scene"),
+    ("record-scene-not-text", "ReportTransactionBatch",
+     {"records": [{**card_record("n1", "Shanghai"), "scene": 3}]},
+     "records.0.scene"),
+    ("record-type-unknown", "ReportTransactionBatch",
+     _record_change(type="withdrawal"), "records.0.type"),
+    # PublishFeeRule
+    ("fee-bps-negative", "PublishFeeRule", {"rate_bps": -1}, "rate_bps"),
+    ("fee-bps-over-100-percent", "PublishFeeRule", {"rate_bps": 10_001},
+     "rate_bps"),
+    ("fee-bps-float", "PublishFeeRule", {"rate_bps": 2.5}, "rate_bps"),
+    ("fee-min-negative", "PublishFeeRule", {"min_fee_fen": -1}, "min_fee_fen"),
+    ("fee-max-float", "PublishFeeRule", {"max_fee_fen": 5.0}, "max_fee_fen"),
+    ("fee-min-over-max", "PublishFeeRule", {"min_fee_fen": 501}, "min_fee_fen"),
+    ("fee-scene-unknown", "PublishFeeRule", {"scene": "airport"}, "scene"),
+    ("fee-party-unknown", "PublishFeeRule", {"party": "center"}, "party"),
+    ("fee-day-not-a-date", "PublishFeeRule", {"effective_day": "2026-02-30"},
+     "effective_day"),
+    ("fee-day-word", "PublishFeeRule", {"effective_day": "tomorrow"},
+     "effective_day"),
 ]
 
 
@@ -784,6 +809,125 @@ def test_clearing(world: World) -> None:
     # other days stay open
     assert submit(world, ("Kunshan", "admin"), "ConfirmTransactions",
                   {"batch_id": other}).result["confirmed"] == 1
+
+
+# ------------------------------------------------------------ fee rules
+def _fee_rule(scene: str, party: str, bps: int, low: int, high: int, day: str
+              ) -> Args:
+    return {"scene": scene, "party": party, "rate_bps": bps, "min_fee_fen": low,
+            "max_fee_fen": high, "effective_day": day}
+
+
+def test_publish_fee_rule_versions(ids: Clients[Ledger]) -> None:
+    # parking/issuer is this test's own; a Fabric network may hold versions of
+    # earlier sessions, so version numbers are compared, not assumed.
+    d1, d2 = fresh_day(), fresh_day()
+    first = ids(CENTER).submit("PublishFeeRule",
+                               _fee_rule("parking", "issuer", 30, 1, 200, d1))
+    assert event_types(first) == ["FeeRulePublished"]
+    data = first.events[0]["data"]
+    assert (data["scene"], data["party"], data["rate_bps"], data["min_fee_fen"],
+            data["max_fee_fen"], data["effective_day"]) == (
+        "parking", "issuer", 30, 1, 200, d1)
+    assert data["published_by"] == "Center:center_admin"
+    second = ids(CENTER).submit("PublishFeeRule",
+                                _fee_rule("parking", "issuer", 45, 0, 300, d2))
+    assert second.result["rule_version"] == first.result["rule_version"] + 1
+    assert second.result["id"] != first.result["id"]
+    # every city sees every version
+    for who in (("Kunshan", "auditor"), ("Shanghai", "admin"), (CENTER, "auditor")):
+        rules = ids(*who).evaluate("GetFeeRules", {})["rules"]
+        mine = [r for r in rules if r["scene"] == "parking"
+                and r["party"] == "issuer" and r["effective_day"] in (d1, d2)]
+        assert mine == [first.result, second.result]
+    # the same effective day again is a conflict; nothing is written
+    rejected(ids, (CENTER, "admin"), "PublishFeeRule",
+             _fee_rule("parking", "issuer", 50, 0, 300, d2), Conflict,
+             "effective_day", "already effective")
+    # the other party's rule for the same scene and day is its own
+    ids(CENTER).submit("PublishFeeRule",
+                       _fee_rule("parking", "acquirer", 50, 0, 300, d2))
+
+
+def test_fee_rule_for_a_cleared_day_is_refused(ids: Clients[Ledger]) -> None:
+    day = fresh_day()
+    ids(CENTER).submit("RunClearing", {"business_day": day})
+    rejected(ids, (CENTER, "admin"), "PublishFeeRule",
+             _fee_rule("parking", "acquirer", 10, 0, 10, day), Conflict,
+             "effective_day", "already cleared")
+
+
+def test_batch_with_scene_and_type(world: World) -> None:
+    records = [{**world.record("sc1", "Shanghai"), "scene": "park_and_ride",
+                "type": "refund"}, world.record("sc2", "Taicang")]
+    receipt = submit(world, ("Kunshan", "admin"), "ReportTransactionBatch",
+                     batch_args(records, fresh_day()))
+    assert receipt.events[0]["data"]["records"] == records  # no nulls added
+
+
+def test_clearing_with_fees(world: World) -> None:
+    day, ca = fresh_day(), (CENTER, "admin")
+    # This test's own rules for every (scene, party) its records use, effective
+    # on its day: a rule of another test (or session) for these is earlier and
+    # superseded, or later and not yet in effect.
+    rules = [_fee_rule("metro", "acquirer", 50, 1, 100, day),
+             _fee_rule("metro", "issuer", 100, 0, 3, day),
+             _fee_rule("bus", "acquirer", 0, 2, 2, day),   # flat 2 fen
+             _fee_rule("bus", "issuer", 0, 0, 0, day)]     # no fee
+    rule_ids = [submit(world, ca, "PublishFeeRule", r).result["id"] for r in rules]
+
+    def rec(name: str, issuer: str, amount: int, **extra: str) -> Args:
+        return {**world.record(name, issuer, amount), **extra}
+
+    submit(world, ("Kunshan", "admin"), "ReportTransactionBatch", batch_args([
+        rec("m1", "Shanghai", 1000, scene="metro"),
+        rec("m2", "Taicang", 150, scene="metro", type="top_up"),
+        rec("m3", "Shanghai", 50, scene="metro", type="refund"),
+        rec("b1", "Shanghai", 200, scene="bus", type="purchase"),
+        rec("o1", "Taicang", 300)], day))
+    tc = submit(world, ("Taicang", "admin"), "ReportTransactionBatch", batch_args([
+        rec("x1", "Kunshan", 49, scene="metro"),
+        rec("x2", "Shanghai", 400, scene="bus")], day)).result["id"]
+    submit(world, ("Shanghai", "admin"), "DisputeTransactions", {
+        "batch_id": tc, "record_ids": [world.unique("x2")], "reason": "double"})
+    receipt = submit(world, ca, "RunClearing", {"business_day": day})
+    # fee = clamp(round_half_up(amount * bps / 10000), min, max), per party:
+    #   m1 metro 1000: acquirer 5.0 -> 5; issuer 10.0 -> max 3
+    #   m2 metro 150 top-up (Kunshan owes Taicang): acq 0.75 -> 1; iss 1.5 -> 2
+    #   m3 metro 50 refund: acq 0.25 -> 0 -> min 1; iss 0.5 -> 1 (half up)
+    #   b1 bus 200: acq flat 2; iss 0
+    #   o1 other 300: no rule, no fee
+    #   x1 metro 49 (Taicang acquires, Kunshan issues): acq 0.245 -> min 1;
+    #      iss 0.49 -> 0
+    #   x2 disputed: not cleared
+    cities = {"Kunshan": {"gross_fen": 1000 - 150 + 50 + 200 + 300 - 49,
+                          "fees_fen": 5 + 1 + 1 + 2, "net_fen": 1351 - 9},
+              "Shanghai": {"gross_fen": -1000 - 50 - 200, "fees_fen": 3 + 1,
+                           "net_fen": -1250 - 4},
+              "Taicang": {"gross_fen": 150 - 300 + 49, "fees_fen": 2 + 1,
+                          "net_fen": -101 - 3}}
+    pairs = [{"acquirer_city": "Kunshan", "issuer_city": "Shanghai", "records": 3,
+              "gross_fen": 1250, "acquirer_fee_fen": 8, "issuer_fee_fen": 4,
+              "net_fen": 1250},
+             {"acquirer_city": "Kunshan", "issuer_city": "Taicang", "records": 2,
+              "gross_fen": 450, "acquirer_fee_fen": 1, "issuer_fee_fen": 2,
+              "net_fen": 150},
+             {"acquirer_city": "Taicang", "issuer_city": "Kunshan", "records": 1,
+              "gross_fen": 49, "acquirer_fee_fen": 1, "issuer_fee_fen": 0,
+              "net_fen": 49}]
+    positions = {"Kunshan": 1342, "Shanghai": -1254, "Taicang": -104}
+    r = receipt.result
+    assert r["positions"] == positions
+    assert r["center_fee_fen"] == r["fees_fen"] == 16
+    assert sum(positions.values()) + r["center_fee_fen"] == 0
+    assert r["cities"] == cities and r["pairs"] == pairs
+    assert (r["records"], r["excluded_disputed"], r["gross_fen"]) == (6, 1, 1749)
+    data = receipt.events[0]["data"]
+    assert data["positions"] == positions and data["center_fee_fen"] == 16
+    assert data["pairs"] == pairs and data["cities"] == cities
+    assert set(rule_ids) <= set(data["fee_rules"])
+    run = get(world, "GetClearingRun", {"business_day": day})
+    assert (run["positions"], run["center_fee_fen"]) == (positions, 16)
 
 
 def test_clearing_an_empty_day(ids: Clients[Ledger]) -> None:
