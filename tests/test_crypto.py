@@ -282,3 +282,19 @@ def test_native_sign_verify_property(msg: bytes, uid: bytes) -> None:
     sig = b.sm2_sign(private, msg, uid)
     assert b.sm2_verify(public, msg, sig, uid)
     assert not b.sm2_verify(public, msg + b"\x00", sig, uid)
+
+
+def test_gmssl_verifies_a_key_whose_x_starts_with_04() -> None:
+    """gmssl's CryptSM2 strips a leading "04" from the public key it is given
+    (``lstrip``), so x || y with x = 0x04... once failed to verify (1 key in 256)."""
+    from ledger.crypto.gmssl import GmsslBackend
+
+    gm = GmsslBackend()
+    private = bytes.fromhex(
+        "c503f74637c5af88d028a5a1fed6a84199b156fb1f93b733a630072d83f5de50")
+    public = gm.sm2_public_from_private(private)
+    assert public[:1] == b"\x04" and len(public) == 64
+    for user_id in (DEFAULT_USER_ID, ALICE):
+        sig = gm.sm2_sign(private, b"transfer 100 to bob", user_id)
+        assert gm.sm2_verify(public, b"transfer 100 to bob", sig, user_id)
+        assert not gm.sm2_verify(public, b"transfer 100 to bob!", sig, user_id)

@@ -34,8 +34,13 @@ def sm3(data: bytes) -> bytes:
 def _crypt(curve: Curve, d: int = 0, public: bytes = b"") -> Any:
     from gmssl.sm2 import CryptSM2
 
-    return CryptSM2(private_key=f"{d:064x}", public_key=public.hex(),
-                    ecc_table=curve.ecc_table(), mode=1)
+    crypt = CryptSM2(private_key=f"{d:064x}", public_key="",
+                     ecc_table=curve.ecc_table(), mode=1)
+    # Set after construction: the constructor does public_key.lstrip("04") when
+    # the hex starts with "04", which mangles an x || y whose x begins with 0x04
+    # (1 key in 256 failed to verify).
+    crypt.public_key = public.hex()
+    return crypt
 
 
 @functools.lru_cache(maxsize=1024)
