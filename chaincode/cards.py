@@ -112,12 +112,13 @@ class ClearingArgs(Args):
 
 # A fee is charged per record, so neither bound exceeds a record's largest amount.
 FeeFen = Annotated[int, Field(ge=0, le=100_000_000)]
+RateBps = Annotated[int, Field(ge=0, le=10_000)]  # basis points of the amount
 
 
 class FeeRuleArgs(Args):
     scene: Scene
     party: Party
-    rate_bps: Annotated[int, Field(ge=0, le=10_000)]
+    rate_bps: RateBps
     min_fee_fen: FeeFen
     max_fee_fen: FeeFen
     effective_day: Day

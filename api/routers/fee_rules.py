@@ -4,15 +4,12 @@ a projection and list endpoint are still to come.)"""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter
-from pydantic import Field
 
 from api.deps import CommandsDep
 from api.problems import COMMAND
 from api.schemas import CommandResult, Day, Request
-from chaincode.cards import FeeFen, Party, Scene
+from chaincode.cards import FeeFen, Party, RateBps, Scene
 
 router = APIRouter(prefix="/api/fee-rules", tags=["clearing"])
 
@@ -20,7 +17,7 @@ router = APIRouter(prefix="/api/fee-rules", tags=["clearing"])
 class FeeRuleCreate(Request):
     scene: Scene
     party: Party
-    rate_bps: Annotated[int, Field(ge=0, le=10_000)]
+    rate_bps: RateBps
     min_fee_fen: FeeFen
     max_fee_fen: FeeFen
     effective_day: Day
