@@ -27,6 +27,7 @@ from api.gateway import Gateway
 from api.problems import Problem
 from api.schemas import MAX_INT64, CommandResult
 from api.settings import Settings
+from api.signing import NodeSigner
 from api.tokens import Principal, TokenError, TokenService
 from chaincode.identity import Role
 from projections.db import Database
@@ -46,6 +47,7 @@ class Runtime:
     db: Database
     tokens: TokenService
     follower: Follower
+    signer: NodeSigner
     dashboard: DashboardCache = field(default_factory=DashboardCache)
 
     @classmethod
@@ -62,7 +64,8 @@ class Runtime:
         tokens.watch_revocations()
         if settings.follow:
             follower.start()
-        return cls(settings, gateway, db, tokens, follower)
+        return cls(settings, gateway, db, tokens, follower,
+                   NodeSigner(settings.data_dir))
 
     def close(self) -> None:
         self.tokens.stop_watching()

@@ -91,6 +91,8 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 AUTHENTICATED = responses(401, 422)  # any token; its parameters are checked
 READ = responses(401, 403, 422)  # a read limited by role or city
 READ_ONE = responses(401, 403, 404, 422)
+# a read answered by the contract (a query), limited by city
+QUERY = responses(400, 401, 403, 404, 422, 503)
 COMMAND = responses(400, 401, 403, 409, 413, 422, 503)
 COMMAND_ON = responses(400, 401, 403, 404, 409, 413, 422, 503)  # on an existing id
 

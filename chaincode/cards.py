@@ -10,14 +10,18 @@ from uuid import UUID
 
 from pydantic import Field, field_validator
 
+from chaincode.blacklist import blacklist_of
 from chaincode.domain import (
     ClearingRun,
     FeeRule,
+    RecordsOf,
     TransactionBatch,
     clear,
+    combined,
     rules_in_effect,
+    settlement_statement,
 )
-from chaincode.encoding import canonical_json, sm3
+from chaincode.encoding import canonical_json, sm3, sm3_hex
 from chaincode.errors import Conflict, InvalidArgument, Unauthorized
 from chaincode.identity import Role
 from chaincode.merkle import merkle_root_of
@@ -103,6 +107,22 @@ class ConfirmArgs(Args):
 class DisputeArgs(Args):
     batch_id: UUID
     record_ids: Annotated[RecordIds, Field(min_length=1)]
+    reason: Text
+
+
+class DisputeResponseArgs(Args):
+    batch_id: UUID
+    record_ids: Annotated[RecordIds, Field(min_length=1)]
+    response: Literal["accept", "contest"]
+    # contest: the SM3 of the evidence, which stays off chain
+    evidence_sm3: Hash | None = None
+    note: Text | None = None
+
+
+class ArbitrateArgs(Args):
+    batch_id: UUID
+    record_ids: Annotated[RecordIds, Field(min_length=1)]
+    decision: Party  # in whose favour: the acquirer (cleared) or the issuer
     reason: Text
 
 
@@ -344,6 +364,77 @@ def dispute_transactions(ctx: Context, a: DisputeArgs) -> dict[str, Any]:
     return {"id": str(batch.id), "disputed": len(chosen)}
 
 
+@command("RespondToDispute", DisputeResponseArgs, Role.CITY_ADMIN)
+def respond_to_dispute(ctx: Context, a: DisputeResponseArgs) -> dict[str, Any]:
+    """The acquirer answers its issuer's dispute: ``accept`` withdraws the
+    records for good; ``contest`` puts them to the center with the evidence's
+    SM3 (the evidence itself stays off chain)."""
+    batch: TransactionBatch = ctx.session.get(a.batch_id, TransactionBatch,
+                                              "batch", "batch_id")
+    ids, by = list(a.record_ids), str(ctx.caller)
+    if a.response == "accept":
+        chosen = batch.accept_dispute(ctx.caller.city, ids, by)
+    else:
+        if a.evidence_sm3 is None:
+            raise InvalidArgument("a contested dispute needs the SM3 of its "
+                                  "evidence (64 hex digits)", "evidence_sm3")
+        chosen = batch.contest_dispute(ctx.caller.city, ids, a.evidence_sm3,
+                                       a.note or "", by)
+    ctx.session.save(batch)
+    return {"id": str(batch.id), "response": a.response, "records": len(chosen)}
+
+
+# Records upheld after their business day was cleared wait under
+# ``adj~<batch id>~<resolving tx id>`` for the next clearing run, which clears
+# them as an adjustment and deletes the key: each is cleared exactly once.
+_ADJUSTMENT_PREFIX = "adj~"
+
+
+@command("ArbitrateDispute", ArbitrateArgs, Role.CENTER_ADMIN)
+def arbitrate_dispute(ctx: Context, a: ArbitrateArgs) -> dict[str, Any]:
+    """The center decides contested records: for the ``acquirer`` they are
+    cleared (in their own day's run if it is still open, else as an adjustment
+    in the next run); for the ``issuer`` they are withdrawn."""
+    batch: TransactionBatch = ctx.session.get(a.batch_id, TransactionBatch,
+                                              "batch", "batch_id")
+    chosen = batch.resolve_dispute(list(a.record_ids), a.decision, a.reason,
+                                   str(ctx.caller))
+    adjustment = (a.decision == "acquirer" and ctx.session.exists(
+        ClearingRun.create_id(batch.business_day)))
+    if adjustment:
+        ctx.stub.put_state(f"{_ADJUSTMENT_PREFIX}{batch.id}~{ctx.stub.get_tx_id()}",
+                           canonical_json({"batch_id": str(batch.id),
+                                           "record_ids": chosen}))
+    ctx.session.save(batch)
+    return {"id": str(batch.id), "decision": a.decision, "records": len(chosen),
+            "adjustment": adjustment}
+
+
+def _adjustments(ctx: Context) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The pending adjustments, cleared under the fee rules of their own day,
+    and their summaries; their keys are deleted (this run clears them)."""
+    start, end = prefix_range(_ADJUSTMENT_PREFIX)
+    pending = list(ctx.stub.get_state_by_range(start, end))
+    parts, summaries = [], []
+    cities = load_consortium().city_names
+    all_rules = _fee_rules(ctx.stub)
+    for key, value in pending:
+        entry = json.loads(value)
+        batch: TransactionBatch = ctx.session.get(UUID(entry["batch_id"]),
+                                                  TransactionBatch, "batch")
+        part = RecordsOf.of(batch, entry["record_ids"])
+        c = clear([part], cities, rules_in_effect(all_rules, batch.business_day))
+        parts.append(c)
+        summaries.append({
+            "batch_id": entry["batch_id"], "business_day": batch.business_day,
+            "acquirer_city": batch.acquirer_city,
+            "issuer_cities": sorted({r["issuer_city"] for r in part.records.values()}),
+            "record_ids": entry["record_ids"], "records": c.records,
+            "gross_fen": c.gross_fen, "fees_fen": c.fees_fen})
+        ctx.stub.del_state(key)
+    return parts, summaries
+
+
 # Fee rules (服务价格), one key per version under ``fee~<scene>~<party>~<day>``
 # holding the version's canonical JSON, so that a clearing reads every version in
 # one range query; the FeeRule aggregate is the record of its publication.
@@ -395,19 +486,27 @@ def run_clearing(ctx: Context, a: ClearingArgs) -> dict[str, Any]:
     batch_ids = [UUID(v.decode()) for _, v in ctx.stub.get_state_by_range(start, end)]
     batches = [ctx.session.get(b, TransactionBatch, "batch") for b in batch_ids]
     rules = rules_in_effect(_fee_rules(ctx.stub), a.business_day)
-    c = clear(batches, load_consortium().city_names, rules)
-    applied = [str(rules[k]["id"]) for k in sorted(rules)]
-    run = ClearingRun(business_day=a.business_day,
-                      batches=[str(b) for b in batch_ids], records=c.records,
-                      excluded_disputed=c.excluded, gross_fen=c.gross_fen,
-                      positions=c.positions, run_by=str(ctx.caller),
-                      center_fee_fen=c.center_fee_fen, fees_fen=c.fees_fen,
-                      pairs=c.pairs, cities=c.cities, fee_rules=applied)
+    cities = load_consortium().city_names
+    day = clear(batches, cities, rules, blacklist_of(ctx.stub))
+    adjusted, adjustments = _adjustments(ctx)
+    c = combined([day, *adjusted], cities)
+    fields: dict[str, Any] = dict(
+        business_day=a.business_day, batches=[str(b) for b in batch_ids],
+        records=c.records, excluded_disputed=c.excluded, gross_fen=c.gross_fen,
+        positions=c.positions, run_by=str(ctx.caller),
+        center_fee_fen=c.center_fee_fen, fees_fen=c.fees_fen, pairs=c.pairs,
+        cities=c.cities, fee_rules=[str(rules[k]["id"]) for k in sorted(rules)],
+        adjustments=adjustments, flagged=c.flagged)
+    named = {**fields, "id": ClearingRun.create_id(a.business_day)}
+    statements = {city: sm3_hex(canonical_json(settlement_statement(named, city)))
+                  for city in cities}
+    run = ClearingRun(**fields, statements=statements)
     ctx.session.save(run)
     return {"id": str(run.id), "positions": c.positions, "records": c.records,
             "excluded_disputed": c.excluded, "gross_fen": c.gross_fen,
             "center_fee_fen": c.center_fee_fen, "fees_fen": c.fees_fen,
-            "pairs": c.pairs, "cities": c.cities}
+            "pairs": c.pairs, "cities": c.cities, "adjustments": adjustments,
+            "flagged": c.flagged, "statements": statements}
 
 
 QUERIES["GetBatch"] = (IdArgs, getter(TransactionBatch, "batch"))

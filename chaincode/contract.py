@@ -1,14 +1,15 @@
 """The cityunion contract: every family's commands and queries in one registry.
 
 The contract grows by family, one module each (``identifiers``, ``codes``,
-``cards``, ``audit``), all registering into ``chaincode.registry``; importing this
-module registers them all, and ``invoke`` is what a ledger runs (the embedded
-node and the chaincode server alike).
+``cards``, ``settlement``, ``blacklist``, ``audit``), all registering into
+``chaincode.registry``; importing this module registers them all, and
+``invoke`` is what a ledger runs (the embedded node and the chaincode server
+alike).
 """
 
 from __future__ import annotations
 
-from chaincode import audit, cards, codes, identifiers
+from chaincode import audit, blacklist, cards, codes, identifiers, settlement
 from chaincode.cards import MAX_BATCH_RECORDS, CardRecord, card_leaf
 from chaincode.identifiers import derive_identifier_id
 from chaincode.registry import (
@@ -29,7 +30,7 @@ from chaincode.registry import (
     query,
 )
 
-FAMILIES = (identifiers, codes, cards, audit)
+FAMILIES = (identifiers, codes, cards, settlement, blacklist, audit)
 
 __all__ = ["COMMANDS", "EVENT_NAME", "FAMILIES", "MAX_BATCH_RECORDS", "QUERIES",
            "Args", "CardRecord", "Ciphertext", "CodeType", "Context", "Day", "Hash",

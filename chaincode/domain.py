@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -219,6 +220,74 @@ class TransactionBatch(LedgerAggregate):
         for rid in record_ids:
             self.status[rid] = "disputed"
 
+    # A dispute resolves (see DISPUTE_STATES): the acquirer accepts it (the
+    # records are withdrawn) or contests it with evidence; the center arbitrates a
+    # contested record for the acquirer (upheld: cleared after all, as an
+    # adjustment once its day is cleared) or for the issuer (withdrawn).
+    def _in_state(self, record_ids: list[str], state: str,
+                  field: str = "record_ids") -> list[str]:
+        if not record_ids:
+            raise InvalidArgument("name the records", field)
+        for rid in record_ids:
+            if rid not in self.records:
+                raise InvalidArgument(f"record {rid!r} is not in batch {self.id}",
+                                      field)
+            if self.status[rid] != state:
+                raise Conflict(f"record {rid!r} is {self.status[rid]}, not {state}",
+                               field=field)
+        return sorted(set(record_ids))
+
+    def _own_acquirer(self, city: str) -> None:
+        if city != self.acquirer_city:
+            raise Unauthorized(f"batch {self.id} was reported by "
+                               f"{self.acquirer_city}, not {city}", "batch_id")
+
+    def accept_dispute(self, acquirer_city: str, record_ids: list[str],
+                       by: str) -> list[str]:
+        self._own_acquirer(acquirer_city)
+        chosen = self._in_state(record_ids, "disputed")
+        self._dispute_accepted(record_ids=chosen, accepted_by=by)
+        return chosen
+
+    @event("DisputeAccepted")
+    def _dispute_accepted(self, record_ids: list[str], accepted_by: str) -> None:
+        for rid in record_ids:
+            self.status[rid] = "withdrawn"
+
+    def contest_dispute(self, acquirer_city: str, record_ids: list[str],
+                        evidence_sm3: str, note: str, by: str) -> list[str]:
+        self._own_acquirer(acquirer_city)
+        chosen = self._in_state(record_ids, "disputed")
+        self._dispute_contested(record_ids=chosen, evidence_sm3=evidence_sm3,
+                                note=note, contested_by=by)
+        return chosen
+
+    @event("DisputeContested")
+    def _dispute_contested(self, record_ids: list[str], evidence_sm3: str,
+                           note: str, contested_by: str) -> None:
+        for rid in record_ids:
+            self.status[rid] = "contested"
+
+    def resolve_dispute(self, record_ids: list[str], decision: str, reason: str,
+                        by: str) -> list[str]:
+        chosen = self._in_state(record_ids, "contested")
+        self._dispute_resolved(record_ids=chosen, decision=decision, reason=reason,
+                               resolved_by=by)
+        return chosen
+
+    @event("DisputeResolved")
+    def _dispute_resolved(self, record_ids: list[str], decision: str, reason: str,
+                          resolved_by: str) -> None:
+        state = "upheld" if decision == "acquirer" else "withdrawn"
+        for rid in record_ids:
+            self.status[rid] = state
+
+
+# Record states. A record is cleared while PAYABLE; a disputed or contested one
+# waits, a withdrawn one is never cleared.
+PAYABLE = frozenset({"reported", "confirmed", "upheld"})
+DISPUTE_STATES = ("disputed", "contested", "withdrawn", "upheld")
+
 
 class ClearingRun(LedgerAggregate):
     """The daily clearing (清分) of one business day: net position per city after
@@ -236,7 +305,10 @@ class ClearingRun(LedgerAggregate):
                  run_by: str, center_fee_fen: int = 0, fees_fen: int = 0,
                  pairs: list[dict[str, Any]] | None = None,
                  cities: dict[str, dict[str, int]] | None = None,
-                 fee_rules: list[str] | None = None) -> None:
+                 fee_rules: list[str] | None = None,
+                 adjustments: list[dict[str, Any]] | None = None,
+                 flagged: list[dict[str, Any]] | None = None,
+                 statements: dict[str, str] | None = None) -> None:
         # an invariant, not user input
         if sum(positions.values()) + center_fee_fen != 0:
             raise AssertionError("positions with the center's fees must sum to zero")
@@ -251,6 +323,12 @@ class ClearingRun(LedgerAggregate):
         self.pairs = pairs or []
         self.cities = cities or {}
         self.fee_rules = fee_rules or []
+        # Added with settlement: records of earlier days cleared in this run
+        # (disputes resolved for the acquirer), records of blacklisted cards,
+        # and the SM3 of each city's statement (``settlement_statement``).
+        self.adjustments = adjustments or []
+        self.flagged = flagged or []
+        self.statements = statements or {}
 
 
 # ------------------------------------------------------------------ fees
@@ -313,15 +391,21 @@ def rules_in_effect(rules: Iterable[Mapping[str, Any]], business_day: str
 class ClearedBatch(Protocol):
     """What clearing reads of a batch (a ``TransactionBatch``)."""
 
-    acquirer_city: str
-    records: dict[str, dict[str, Any]]
-    status: dict[str, str]
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def acquirer_city(self) -> str: ...
+    @property
+    def records(self) -> dict[str, dict[str, Any]]: ...
+    @property
+    def status(self) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
 class Clearing:
     """The figures of one clearing: ``positions`` (city -> net fen after fees)
-    and ``center_fee_fen`` sum to zero."""
+    and ``center_fee_fen`` sum to zero. ``flagged``: cleared records of a card
+    blacklisted before the record's time."""
 
     positions: dict[str, int]
     center_fee_fen: int
@@ -331,12 +415,20 @@ class Clearing:
     gross_fen: int
     pairs: list[dict[str, Any]]
     cities: dict[str, dict[str, int]]
+    flagged: list[dict[str, Any]]
+
+
+def _utc(time: str) -> datetime:
+    return datetime.fromisoformat(time)
 
 
 def clear(batches: Iterable[ClearedBatch], cities: Iterable[str],
-          rules: Mapping[tuple[str, str], Mapping[str, Any]]) -> Clearing:
-    """Clear non-disputed records under the fee ``rules`` in effect
-    (``rules_in_effect``).
+          rules: Mapping[tuple[str, str], Mapping[str, Any]],
+          blacklist: Mapping[str, str] | None = None) -> Clearing:
+    """Clear the PAYABLE records of ``batches`` under the fee ``rules`` in effect
+    (``rules_in_effect``); other records count as excluded. ``blacklist`` maps a
+    card's hash to the time it was blacklisted: a record of that card at or
+    after that time is cleared and flagged.
 
     Direction: a purchase or a refund (退卡) is paid out by the acquirer city from a
     balance the issuer holds, so the issuer owes the acquirer the amount; a top-up
@@ -348,14 +440,16 @@ def clear(batches: Iterable[ClearedBatch], cities: Iterable[str],
     gross (amounts owed to it less amounts it owes), fees it pays, net = gross -
     fees, its position. Integers only; pairs sorted, cities sorted."""
     names = sorted(cities)
+    blacklist = blacklist or {}
     gross_by = dict.fromkeys(names, 0)
     fees_by = dict.fromkeys(names, 0)
     pairs: dict[tuple[str, str], list[int]] = {}
+    flagged: list[dict[str, Any]] = []
     records = excluded = gross = 0
     for batch in batches:
         acquirer = batch.acquirer_city
         for rid, rec in batch.records.items():
-            if batch.status[rid] == "disputed":
+            if batch.status[rid] not in PAYABLE:
                 excluded += 1
                 continue
             amount = int(rec["amount_fen"])
@@ -376,6 +470,13 @@ def clear(batches: Iterable[ClearedBatch], cities: Iterable[str],
             pair[4] += signed
             records += 1
             gross += amount
+            since = blacklist.get(rec["card_id_hash"]) if blacklist else None
+            if since is not None and _utc(rec["time"]) >= _utc(since):
+                flagged.append({"batch_id": str(batch.id), "record_id": rid,
+                                "card_id_hash": rec["card_id_hash"],
+                                "acquirer_city": acquirer, "issuer_city": issuer,
+                                "time": rec["time"],
+                                "blacklisted_at": since})
     positions = {c: gross_by[c] - fees_by[c] for c in names}
     center = sum(fees_by.values())
     return Clearing(
@@ -386,7 +487,174 @@ def clear(batches: Iterable[ClearedBatch], cities: Iterable[str],
                 "issuer_fee_fen": p[3], "net_fen": p[4]}
                for (a, i), p in sorted(pairs.items())],
         cities={c: {"gross_fen": gross_by[c], "fees_fen": fees_by[c],
-                    "net_fen": positions[c]} for c in names})
+                    "net_fen": positions[c]} for c in names},
+        flagged=sorted(flagged, key=lambda f: (f["batch_id"], f["record_id"])))
+
+
+_PAIR_SUMS = ("records", "gross_fen", "acquirer_fee_fen", "issuer_fee_fen",
+              "net_fen")
+
+
+def combined(parts: Iterable[Clearing], cities: Iterable[str]) -> Clearing:
+    """One clearing of several (a day's records and the adjustments of earlier
+    days entering its run): every figure summed, pair by pair and city by city."""
+    names = sorted(cities)
+    positions = dict.fromkeys(names, 0)
+    by_city = {c: {"gross_fen": 0, "fees_fen": 0, "net_fen": 0} for c in names}
+    pairs: dict[tuple[str, str], dict[str, int]] = {}
+    center = records = excluded = gross = 0
+    flagged: list[dict[str, Any]] = []
+    for part in parts:
+        center += part.center_fee_fen
+        records += part.records
+        excluded += part.excluded
+        gross += part.gross_fen
+        flagged += part.flagged
+        for c in names:
+            positions[c] += part.positions[c]
+            for k in by_city[c]:
+                by_city[c][k] += part.cities[c][k]
+        for p in part.pairs:
+            into = pairs.setdefault((p["acquirer_city"], p["issuer_city"]),
+                                    dict.fromkeys(_PAIR_SUMS, 0))
+            for k in _PAIR_SUMS:
+                into[k] += p[k]
+    return Clearing(
+        positions=positions, center_fee_fen=center, fees_fen=center,
+        records=records, excluded=excluded, gross_fen=gross,
+        pairs=[{"acquirer_city": a, "issuer_city": i, **p}
+               for (a, i), p in sorted(pairs.items())],
+        cities=by_city, flagged=flagged)
+
+
+@dataclass(frozen=True)
+class RecordsOf:
+    """Some records of a batch, all cleared as payable: the records of an
+    adjustment (a dispute resolved for the acquirer after its day was cleared)."""
+
+    id: UUID
+    acquirer_city: str
+    records: dict[str, dict[str, Any]]
+    status: dict[str, str]
+
+    @classmethod
+    def of(cls, batch: ClearedBatch, record_ids: Iterable[str]) -> RecordsOf:
+        ids = sorted(record_ids)
+        return cls(batch.id, batch.acquirer_city,
+                   {rid: batch.records[rid] for rid in ids},
+                   dict.fromkeys(ids, "upheld"))
+
+
+# ------------------------------------------------------------ settlement
+# A city confirms its statement by the end (UTC) of this many days after the
+# business day; later, the statement is overdue.
+CONFIRM_WITHIN_DAYS = 2
+STATEMENT_KIND = "cityunion/settlement-statement/1"
+
+
+def settlement_statement(run: Mapping[str, Any], city: str) -> dict[str, Any]:
+    """The settlement statement (结算单) of ``city`` for the day of ``run`` (a
+    clearing run's fields, as ``RunClearing`` makes them and ``state_of``
+    returns them): a canonical document derived from the run alone, whose SM3
+    the run records and which the city signs to confirm it."""
+    position = run["positions"][city]
+    figures = run.get("cities") or {}
+    confirm_by = date.fromisoformat(run["business_day"]) + timedelta(
+        days=CONFIRM_WITHIN_DAYS)
+    return {
+        "kind": STATEMENT_KIND, "business_day": run["business_day"], "city": city,
+        "clearing_run": str(run["id"]), "position_fen": position,
+        **figures.get(city, {"gross_fen": position, "fees_fen": 0,
+                             "net_fen": position}),
+        "pairs": [p for p in run.get("pairs") or []
+                  if city in (p["acquirer_city"], p["issuer_city"])],
+        "adjustments": [a for a in run.get("adjustments") or []
+                        if city in (a["acquirer_city"], *a["issuer_cities"])],
+        "flagged_records": sum(1 for f in run.get("flagged") or []
+                               if city in (f["acquirer_city"], f["issuer_city"])),
+        "fee_rules": run.get("fee_rules") or [],
+        "confirm_by": confirm_by.isoformat()}
+
+
+class Settlement(LedgerAggregate):
+    """A city's settlement (结算) of one business day: confirmed by the city
+    with its SM2 signature over the statement, completed by the center once
+    funds have moved."""
+
+    @staticmethod
+    def create_id(business_day: str, city: str, **_: Any) -> UUID:
+        return derive_id("settlement", business_day, city)
+
+    @event("Confirmed")
+    def __init__(self, business_day: str, city: str, statement_sm3: str,
+                 position_fen: int, signature: str, key_sm3: str,
+                 confirmed_by: str) -> None:
+        self.business_day = business_day
+        self.city = city
+        self.statement_sm3 = statement_sm3
+        self.position_fen = position_fen
+        self.signature = signature
+        self.key_sm3 = key_sm3
+        self.confirmed_by = confirmed_by
+        self.status = "confirmed"
+        self.payment_reference: str | None = None
+
+    def complete(self, payment_reference: str, by: str) -> None:
+        if self.status == "completed":
+            raise Conflict(f"the {self.city} settlement of {self.business_day} is "
+                           f"already completed ({self.payment_reference})",
+                           field="city")
+        self._completed(payment_reference=payment_reference, completed_by=by)
+
+    @event("Completed")
+    def _completed(self, payment_reference: str, completed_by: str) -> None:
+        self.status = "completed"
+        self.payment_reference = payment_reference
+
+
+class SettlementKey(LedgerAggregate):
+    """A member city's SM2 public key for settlement: statements are confirmed
+    with the key in effect; registering again rotates it."""
+
+    @staticmethod
+    def create_id(city: str, **_: Any) -> UUID:
+        return derive_id("settlementkey", city)
+
+    @event("Registered")
+    def __init__(self, city: str, public_key: str, key_sm3: str,
+                 registered_by: str) -> None:
+        self.city = city
+        self.public_key = public_key
+        self.key_sm3 = key_sm3
+        self.registered_by = registered_by
+
+    @event("Rotated")
+    def rotate(self, public_key: str, key_sm3: str, registered_by: str) -> None:
+        self.public_key = public_key
+        self.key_sm3 = key_sm3
+        self.registered_by = registered_by
+
+
+# --------------------------------------------------------- card blacklist
+BLACKLIST_REASONS = ("lost", "stolen", "blocked", "fraud")
+
+
+class Card(LedgerAggregate):
+    """A card by the hash of its number, once its issuer city reports it lost
+    or blocked (挂失): records of it from then on are flagged in clearing."""
+
+    @staticmethod
+    def create_id(card_id_hash: str, **_: Any) -> UUID:
+        return derive_id("card", card_id_hash)
+
+    @event("Blacklisted")
+    def __init__(self, card_id_hash: str, issuer_city: str, reason: str,
+                 since: str, reported_by: str) -> None:
+        self.card_id_hash = card_id_hash
+        self.issuer_city = issuer_city
+        self.reason = reason
+        self.since = since
+        self.reported_by = reported_by
 
 
 def scheme_checks(department: Department | None, code_type: str,

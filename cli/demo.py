@@ -1,9 +1,12 @@
-"""``cityunion demo``: create a consortium and run a scenario across all three event
-families (identifiers, code schemes, cross-city card transactions with clearing)."""
+"""``cityunion demo``: create a consortium and run a scenario across the event
+families: identifiers, code schemes, cross-city card transactions with fees, a
+dispute resolved, a lost card flagged, the daily clearing, and each city's
+settlement statement confirmed with its SM2 key and completed."""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from chaincode.encoding import canonical_json
 from chaincode.errors import NotFound
 from chaincode.merkle import merkle_root
 from cli.common import UserError, add_data_dir, add_ledger, connect_args, print_json
@@ -139,18 +143,39 @@ class Scenario:
             "scheme_id": health["id"],
             "reason": "payment is not a health duty; no data-sharing commitment"})
 
+    def fee_rules(self, day: str) -> None:
+        """Service prices (服务价格) from this business day: per record, a rate
+        with a floor and a cap, paid by each party."""
+        for scene, party, bps, low, high in (
+                ("metro", "acquirer", 30, 1, 200), ("metro", "issuer", 20, 1, 100),
+                ("bus", "acquirer", 25, 1, 100), ("bus", "issuer", 15, 0, 50),
+                ("taxi", "acquirer", 50, 2, 300)):
+            self.submit("Center", "admin", "PublishFeeRule", {
+                "scene": scene, "party": party, "rate_bps": bps,
+                "min_fee_fen": low, "max_fee_fen": high, "effective_day": day})
+
+    def card(self, n: int) -> str:
+        return _hash(f"card-{self.run_id}-{n}")
+
     def card_transactions(self, day: str) -> dict[str, Any]:
         cities = ("Shanghai", "Kunshan", "Taicang")
+        scenes = ("metro", "bus", "metro", "taxi", "ferry", "metro", "bus")
+        # A Shanghai card reported lost at 10:00: its later rides get flagged.
+        self.submit("Shanghai", "admin", "BlacklistCards", {"cards": [{
+            "card_id_hash": self.card(5), "reason": "lost",
+            "since": f"{day}T10:00:00Z"}]})
 
         def batch(acquirer: str) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
             others = [c for c in cities if c != acquirer]
             records = [{
                 "record_id": f"{acquirer[:2]}-{self.run_id}-{i}",
                 "issuer_city": others[i % 2],
-                "card_id_hash": _hash(f"card-{i % 97}"),
+                "card_id_hash": self.card(i % 97),
                 "amount_fen": 150 + (i * 37) % 900,
                 "time": f"{day}T{8 + i % 12:02d}:{i % 60:02d}:00Z",
-                "terminal_id": f"{acquirer[:2].upper()}-T{i % 20}"}
+                "terminal_id": f"{acquirer[:2].upper()}-T{i % 20}",
+                "scene": scenes[i % len(scenes)],
+                "type": "top_up" if i % 25 == 24 else "purchase"}
                 for i in range(self.records)]
             result = self.submit(acquirer, "admin", "ReportTransactionBatch", {
                 "business_day": day, "records": records,
@@ -165,12 +190,60 @@ class Scenario:
                 if not mine:
                     continue
                 if issuer == "Shanghai" and acquirer == "Kunshan":
-                    self.submit(issuer, "admin", "DisputeTransactions", {
-                        "batch_id": result["id"], "record_ids": mine[:2],
-                        "reason": "card reported lost before these rides"})
+                    self.dispute(result["id"], mine[:2])
                 self.submit(issuer, "admin", "ConfirmTransactions",
                             {"batch_id": result["id"]})
         return self.submit("Center", "admin", "RunClearing", {"business_day": day})
+
+    def dispute(self, batch: str, records: list[str]) -> None:
+        """Shanghai disputes two rides; Kunshan withdraws one and contests the
+        other with the gate log's SM3 (the log stays off chain); the center
+        decides for Kunshan, so that ride is cleared after all."""
+        self.submit("Shanghai", "admin", "DisputeTransactions", {
+            "batch_id": batch, "record_ids": records,
+            "reason": "card reported lost before these rides"})
+        self.submit("Kunshan", "admin", "RespondToDispute", {
+            "batch_id": batch, "record_ids": records[:1], "response": "accept"})
+        self.submit("Kunshan", "admin", "RespondToDispute", {
+            "batch_id": batch, "record_ids": records[1:], "response": "contest",
+            "evidence_sm3": _hash(f"gate-log-{self.run_id}"),
+            "note": "entry and exit gates logged the card"})
+        self.submit("Center", "admin", "ArbitrateDispute", {
+            "batch_id": batch, "record_ids": records[1:], "decision": "acquirer",
+            "reason": "the gate log shows the ride"})
+
+    def settle(self, day: str) -> dict[str, str]:
+        """Each city signs its statement with its settlement key (made once in
+        the data directory, registered on chain) and the center records the
+        payment. Returns city -> the statement's SM3."""
+        out = {}
+        for city in ("Shanghai", "Kunshan", "Taicang"):
+            private = self.settlement_key(city)
+            got = self.client(city, "auditor").evaluate("GetSettlementStatement", {
+                "business_day": day, "city": city})
+            signature = crypto.get_backend().sm2_sign(
+                private, canonical_json(got["statement"]))
+            self.submit(city, "admin", "ConfirmSettlement", {
+                "business_day": day, "statement_sm3": got["statement_sm3"],
+                "signature": base64.b64encode(
+                    crypto.signature_to_der(signature)).decode()})
+            self.submit("Center", "admin", "CompleteSettlement", {
+                "business_day": day, "city": city,
+                "payment_reference": f"CNAPS-{day}-{city}"})
+            out[city] = got["statement_sm3"]
+        return out
+
+    def settlement_key(self, city: str) -> bytes:
+        path = self.keys_dir.parent / "settlement-keys" / f"{city}.pem"
+        if path.exists():
+            return crypto.private_key_from_pem(path.read_bytes())
+        private, public = crypto.get_backend().sm2_generate()
+        self.submit(city, "admin", "RegisterSettlementKey", {
+            "public_key_pem": crypto.public_key_to_pem(public).decode()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(0o600)
+        path.write_bytes(crypto.private_key_to_pem(private))
+        return private
 
 
 def run(args: argparse.Namespace) -> int:
@@ -183,7 +256,9 @@ def run(args: argparse.Namespace) -> int:
         scenario.identifiers()
         scenario.code_schemes()
         day = scenario.business_day()
+        scenario.fee_rules(day)
         clearing = scenario.card_transactions(day)
+        statements = scenario.settle(day)
         report = connection.verify()
         events = sum(len(r.events) for r in scenario.receipts)
         summary = {
@@ -197,6 +272,9 @@ def run(args: argparse.Namespace) -> int:
             "excluded_disputed": clearing["excluded_disputed"],
             "gross_fen": clearing["gross_fen"],
             "net_positions_fen": clearing["positions"],
+            "center_fee_fen": clearing["center_fee_fen"],
+            "flagged_records": len(clearing["flagged"]),
+            "statements_confirmed_and_completed": statements,
             "verified": report.ok, "seconds": round(time.perf_counter() - started, 2)}
     finally:
         connection.close()
@@ -209,10 +287,14 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['blocks_written']} written by this run")
     print(f"  transactions: {summary['transactions']}, events: {events}")
     print(f"  clearing {day}: {clearing['records']} records, "
-          f"{clearing['excluded_disputed']} disputed excluded, gross "
-          f"{clearing['gross_fen'] / 100:.2f} yuan")
+          f"{clearing['excluded_disputed']} excluded (withdrawn or in dispute), "
+          f"gross {clearing['gross_fen'] / 100:.2f} yuan")
+    print(f"    fees to the center {clearing['center_fee_fen'] / 100:.2f} yuan; "
+          f"1 dispute withdrawn, 1 decided for the acquirer; "
+          f"{len(clearing['flagged'])} ride(s) of a lost card flagged")
     for city, fen in clearing["positions"].items():
-        print(f"    {city:<10} {fen / 100:>+12.2f} yuan  ({fen:+d} fen)")
+        print(f"    {city:<10} {fen / 100:>+12.2f} yuan  ({fen:+d} fen)  statement "
+              f"{statements[city][:12]}… confirmed (SM2), paid")
     print(f"  chain verified: {'ok' if report.ok else report.error}  "
           f"({summary['seconds']} s)")
     return 0 if report.ok else 1

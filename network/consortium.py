@@ -6,12 +6,16 @@ against it and the ledgers create identities from it.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 CONSORTIUM_FILE = Path(__file__).with_name("consortium.toml")
+# Another consortium (a test network, the 80-city clearing benchmark): the path of
+# its file. Every process of a ledger must see the same file.
+CONSORTIUM_ENV = "CITYUNION_CONSORTIUM"
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,15 @@ class Consortium:
         return tuple(c.name for c in self.cities)
 
 
+def load_consortium(path: Path | None = None) -> Consortium:
+    """Read the consortium definition (``path``, else ``$CITYUNION_CONSORTIUM``,
+    else the packaged ``consortium.toml``); raises ValueError naming a bad
+    entry."""
+    return _load(path or Path(os.environ.get(CONSORTIUM_ENV) or CONSORTIUM_FILE))
+
+
 @lru_cache(maxsize=4)
-def load_consortium(path: Path = CONSORTIUM_FILE) -> Consortium:
-    """Read the consortium definition; raises ValueError naming a bad entry."""
+def _load(path: Path) -> Consortium:
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
     try:
         center = Organisation(

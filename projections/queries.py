@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from projections.db import Database, Row
@@ -147,6 +148,102 @@ def clearing_run(db: Database, business_day: str) -> Row | None:
     return row
 
 
+# ------------------------------------------------------------------ settlement
+def settlements(db: Database, where: Where, limit: int, offset: int) -> Page:
+    return page(db, "settlements", where, "business_day DESC, city", limit, offset)
+
+
+INVOLVES_DISPUTE = "(acquirer_city = ? OR issuer_city = ?)"
+
+
+def disputes(db: Database, where: Where, limit: int, offset: int) -> Page:
+    return page(db, "card_disputes", where, "updated_at DESC, batch_id, record_id",
+                limit, offset)
+
+
+def blacklist_since(db: Database, block: int, limit: int) -> list[Row]:
+    """Cards blacklisted in blocks after ``block``, oldest first, at most
+    ``limit``."""
+    return db.query("SELECT card_id_hash, issuer_city, reason, since, block "
+                    "FROM card_blacklist WHERE block > ? "
+                    "ORDER BY block, card_id_hash LIMIT ?", (block, limit))
+
+
+# ------------------------------------------------------------ statistics, risk
+# Statistics read ``card_stats`` (per day, city pair, scene and type: its size
+# grows with days x pairs, not with records), so they stay fast at any volume.
+GROUPS = {"day": ("business_day",), "pair": ("acquirer_city", "issuer_city"),
+          "scene": ("scene",), "type": ("type",),
+          "acquirer": ("acquirer_city",), "issuer": ("issuer_city",)}
+_SUMS = ("CAST(SUM(record_count) AS BIGINT) AS record_count, "
+         "CAST(SUM(amount_fen) AS BIGINT) AS amount_fen")
+
+
+def volume(db: Database, group: str, where: Where) -> list[Row]:
+    """Records and amounts per ``group`` (a key of GROUPS)."""
+    keys = ", ".join(GROUPS[group])
+    return db.query(f"SELECT {keys}, {_SUMS} FROM card_stats{where.sql()} "
+                    f"GROUP BY {keys} ORDER BY {keys}", where.params)
+
+
+def year_on_year(db: Database, year: int, where: Where) -> list[Row]:
+    """Per month of ``year``: records and amounts, and those of the same month
+    a year before (同比)."""
+    where = (where.cond("business_day >= ?", f"{year - 1}-01-01")
+             .cond("business_day <= ?", f"{year}-12-31"))
+    rows = db.query(f"SELECT substr(business_day, 1, 7) AS month, {_SUMS} FROM "
+                    f"card_stats{where.sql()} GROUP BY substr(business_day, 1, 7)",
+                    where.params)
+    by_month = {r["month"]: r for r in rows}
+    out = []
+    for m in range(1, 13):
+        now = by_month.get(f"{year}-{m:02d}", {})
+        then = by_month.get(f"{year - 1}-{m:02d}", {})
+        out.append({"month": f"{year}-{m:02d}",
+                    "record_count": int(now.get("record_count") or 0),
+                    "amount_fen": int(now.get("amount_fen") or 0),
+                    "previous_record_count": int(then.get("record_count") or 0),
+                    "previous_amount_fen": int(then.get("amount_fen") or 0)})
+    return out
+
+
+def peak_days(db: Database, where: Where, limit: int) -> list[Row]:
+    """The busiest business days by records."""
+    return db.query(f"SELECT business_day, {_SUMS} FROM card_stats{where.sql()} "
+                    "GROUP BY business_day ORDER BY SUM(record_count) DESC, "
+                    "business_day DESC LIMIT ?", [*where.params, limit])
+
+
+def ranking(db: Database, by: str, where: Where) -> list[Row]:
+    """Cities ranked by ``by`` (``amount_fen`` or ``record_count``) of their
+    cross-city business: records they acquired (cards of other cities used
+    there, 异地受理) plus records of their cards used elsewhere."""
+    sql = where.sql()
+    rows = db.query(
+        f"SELECT city, CAST(SUM(acq_n) AS BIGINT) AS acquired_count, "
+        f"CAST(SUM(acq_fen) AS BIGINT) AS acquired_fen, "
+        f"CAST(SUM(iss_n) AS BIGINT) AS issued_count, "
+        f"CAST(SUM(iss_fen) AS BIGINT) AS issued_fen FROM ("
+        f"SELECT acquirer_city AS city, record_count AS acq_n, amount_fen AS "
+        f"acq_fen, 0 AS iss_n, 0 AS iss_fen FROM card_stats{sql} UNION ALL "
+        f"SELECT issuer_city, 0, 0, record_count, amount_fen FROM card_stats{sql}"
+        f") t GROUP BY city", [*where.params, *where.params])
+    for r in rows:
+        r["record_count"] = r["acquired_count"] + r["issued_count"]
+        r["amount_fen"] = r["acquired_fen"] + r["issued_fen"]
+    rows.sort(key=lambda r: (-r[by], r["city"]))
+    for rank, r in enumerate(rows, 1):
+        r["rank"] = rank
+    return rows
+
+
+def risk_alerts(db: Database, where: Where, limit: int, offset: int) -> Page:
+    found = page(db, "risk_alerts", where, "detected_at DESC, id", limit, offset)
+    for r in found.items:
+        r["records"] = json.loads(r["records"])
+    return found
+
+
 # ---------------------------------------------------------------------- blocks
 def blocks(db: Database, where: Where, limit: int, offset: int) -> Page:
     return page(db, "block_summaries", where, "number DESC", limit, offset)
@@ -186,6 +283,24 @@ def dashboard(db: Database, days: int = 30, latest_blocks: int = 10) -> Row:
         "latest_blocks": db.query(
             "SELECT * FROM block_summaries ORDER BY number DESC LIMIT ?",
             (latest_blocks,)),
+        "settlements_by_day": db.query(
+            "SELECT business_day, "
+            + ", ".join(f"SUM(CASE WHEN status = '{s}' THEN 1 ELSE 0 END) AS {s}"
+                        for s in ("pending", "confirmed", "completed"))
+            + ", SUM(CASE WHEN status = 'pending' AND confirm_by < ? THEN 1 "
+            "ELSE 0 END) AS overdue FROM settlements GROUP BY business_day "
+            "ORDER BY business_day DESC LIMIT ?",
+            (datetime.now(UTC).date().isoformat(), days)),
+        "disputes_by_status": db.query(
+            "SELECT status, COUNT(*) AS count FROM card_disputes GROUP BY status "
+            "ORDER BY status"),
+        "blacklisted_cards": db.query(
+            "SELECT COUNT(*) AS n FROM card_blacklist")[0]["n"],
+        "risk_by_kind": db.query(
+            "SELECT kind, COUNT(*) AS count, MAX(business_day) AS last_business_day "
+            "FROM risk_alerts GROUP BY kind ORDER BY kind"),
+        "ranking": ranking(db, "amount_fen", Where())[:10],
+        "peak_days": peak_days(db, Where(), 5),
     }
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
+from chaincode.domain import CONFIRM_WITHIN_DAYS, DEFAULT_SCENE, DEFAULT_TYPE
 from ledger.protocol import CommittedEvent
-from projections.db import Cursor
+from projections.db import Cursor, Row
 
 Handler = Callable[[Any, Cursor, CommittedEvent], None]
 
@@ -177,7 +179,7 @@ class CardTransactions(Projection):
     volume per business day and city pair (acquirer → issuer)."""
 
     name = "card_transactions"
-    tables = ("card_volumes", "card_records", "card_batches")
+    tables = ("card_disputes", "card_volumes", "card_records", "card_batches")
     schema = """
     CREATE TABLE IF NOT EXISTS card_batches (
         id TEXT PRIMARY KEY, acquirer_city TEXT NOT NULL, business_day TEXT NOT NULL,
@@ -199,7 +201,16 @@ class CardTransactions(Projection):
         amount_fen BIGINT NOT NULL, confirmed_count INTEGER NOT NULL,
         confirmed_fen BIGINT NOT NULL, disputed_count INTEGER NOT NULL,
         disputed_fen BIGINT NOT NULL,
-        PRIMARY KEY (business_day, acquirer_city, issuer_city))
+        PRIMARY KEY (business_day, acquirer_city, issuer_city));
+    CREATE TABLE IF NOT EXISTS card_disputes (
+        batch_id TEXT NOT NULL, record_id TEXT NOT NULL, business_day TEXT NOT NULL,
+        acquirer_city TEXT NOT NULL, issuer_city TEXT NOT NULL,
+        amount_fen BIGINT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
+        evidence_sm3 TEXT, note TEXT, decision TEXT, decision_reason TEXT,
+        disputed_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (batch_id, record_id));
+    CREATE INDEX IF NOT EXISTS card_disputes_status
+        ON card_disputes (status, updated_at)
     """
 
     @on("TransactionBatchReported")
@@ -252,13 +263,54 @@ class CardTransactions(Projection):
     @on("TransactionBatchDisputed")
     def disputed(self, cur: Cursor, ev: CommittedEvent) -> None:
         self._settle(cur, ev, "disputed")
+        ids = list(ev.data["record_ids"])
+        marks = ", ".join("?" * len(ids))
+        cur.execute(
+            "INSERT INTO card_disputes SELECT r.batch_id, r.record_id, "
+            "b.business_day, b.acquirer_city, r.issuer_city, r.amount_fen, "
+            "'disputed', ?, NULL, NULL, NULL, NULL, ?, ? FROM card_records r "
+            "JOIN card_batches b ON b.id = r.batch_id WHERE r.batch_id = ? AND "
+            f"r.record_id IN ({marks})",
+            (ev.data["reason"], ev.timestamp, ev.timestamp, ev.aggregate_id, *ids))
+
+    def _dispute_step(self, cur: Cursor, ev: CommittedEvent, status: str,
+                      **columns: Any) -> None:
+        ids = list(ev.data["record_ids"])
+        marks = ", ".join("?" * len(ids))
+        cur.execute(f"UPDATE card_records SET status = ? WHERE batch_id = ? AND "
+                    f"record_id IN ({marks})", (status, ev.aggregate_id, *ids))
+        sets = "".join(f", {name} = ?" for name in columns)
+        cur.execute(f"UPDATE card_disputes SET status = ?, updated_at = ?{sets} "
+                    f"WHERE batch_id = ? AND record_id IN ({marks})",
+                    (status, ev.timestamp, *columns.values(), ev.aggregate_id,
+                     *ids))
+        cur.execute("UPDATE card_batches SET version = ? WHERE id = ?",
+                    (ev.version, ev.aggregate_id))
+
+    @on("TransactionBatchDisputeAccepted")
+    def dispute_accepted(self, cur: Cursor, ev: CommittedEvent) -> None:
+        self._dispute_step(cur, ev, "withdrawn", decision="accepted")
+
+    @on("TransactionBatchDisputeContested")
+    def dispute_contested(self, cur: Cursor, ev: CommittedEvent) -> None:
+        self._dispute_step(cur, ev, "contested",
+                           evidence_sm3=ev.data["evidence_sm3"],
+                           note=ev.data["note"] or None)
+
+    @on("TransactionBatchDisputeResolved")
+    def dispute_resolved(self, cur: Cursor, ev: CommittedEvent) -> None:
+        decision = ev.data["decision"]
+        self._dispute_step(cur, ev,
+                           "upheld" if decision == "acquirer" else "withdrawn",
+                           decision=decision, decision_reason=ev.data["reason"])
 
 
 class Clearing(Projection):
     """Daily clearing runs (清分) and each city's net position."""
 
     name = "clearing"
-    tables = ("clearing_positions", "clearing_runs")
+    tables = ("clearing_flags", "settlements", "clearing_positions",
+              "clearing_runs")
     schema = """
     CREATE TABLE IF NOT EXISTS clearing_runs (
         business_day TEXT PRIMARY KEY, id TEXT NOT NULL, batch_count INTEGER NOT NULL,
@@ -266,7 +318,21 @@ class Clearing(Projection):
         gross_fen BIGINT NOT NULL, run_by TEXT NOT NULL, completed_at TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS clearing_positions (
         business_day TEXT NOT NULL, city TEXT NOT NULL, net_fen BIGINT NOT NULL,
-        PRIMARY KEY (business_day, city))
+        PRIMARY KEY (business_day, city));
+    CREATE TABLE IF NOT EXISTS settlements (
+        business_day TEXT NOT NULL, city TEXT NOT NULL,
+        position_fen BIGINT NOT NULL, gross_fen BIGINT NOT NULL,
+        fees_fen BIGINT NOT NULL, statement_sm3 TEXT NOT NULL,
+        confirm_by TEXT NOT NULL, status TEXT NOT NULL, settlement_id TEXT,
+        confirmed_by TEXT, confirmed_at TEXT, completed_at TEXT,
+        payment_reference TEXT, PRIMARY KEY (business_day, city));
+    CREATE INDEX IF NOT EXISTS settlements_status
+        ON settlements (status, confirm_by);
+    CREATE TABLE IF NOT EXISTS clearing_flags (
+        business_day TEXT NOT NULL, batch_id TEXT NOT NULL, record_id TEXT NOT NULL,
+        card_id_hash TEXT NOT NULL, acquirer_city TEXT NOT NULL,
+        issuer_city TEXT NOT NULL, time TEXT NOT NULL,
+        blacklisted_at TEXT NOT NULL, PRIMARY KEY (batch_id, record_id))
     """
 
     @on("ClearingRunCompleted")
@@ -279,6 +345,215 @@ class Clearing(Projection):
         cur.executemany("INSERT INTO clearing_positions VALUES (?, ?, ?)",
                         [(d["business_day"], city, fen)
                          for city, fen in sorted(d["positions"].items())])
+        statements = d.get("statements") or {}  # none before settlement
+        figures = d.get("cities") or {}
+        confirm_by = (date.fromisoformat(d["business_day"])
+                      + timedelta(days=CONFIRM_WITHIN_DAYS)).isoformat()
+        cur.executemany(
+            "INSERT INTO settlements VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL, "
+            "NULL, NULL, NULL, NULL)",
+            [(d["business_day"], city, d["positions"][city],
+              figures.get(city, {}).get("gross_fen", d["positions"][city]),
+              figures.get(city, {}).get("fees_fen", 0), sm3, confirm_by)
+             for city, sm3 in sorted(statements.items())])
+        cur.executemany(
+            "INSERT INTO clearing_flags VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(d["business_day"], f["batch_id"], f["record_id"], f["card_id_hash"],
+              f["acquirer_city"], f["issuer_city"], f["time"], f["blacklisted_at"])
+             for f in d.get("flagged") or []])
+
+    @on("SettlementConfirmed")
+    def confirmed(self, cur: Cursor, ev: CommittedEvent) -> None:
+        d = ev.data
+        cur.execute("UPDATE settlements SET status = 'confirmed', settlement_id = ?, "
+                    "confirmed_by = ?, confirmed_at = ? WHERE business_day = ? AND "
+                    "city = ?", (ev.aggregate_id, d["confirmed_by"], ev.timestamp,
+                                 d["business_day"], d["city"]))
+
+    @on("SettlementCompleted")
+    def completed_payment(self, cur: Cursor, ev: CommittedEvent) -> None:
+        cur.execute("UPDATE settlements SET status = 'completed', completed_at = ?, "
+                    "payment_reference = ? WHERE settlement_id = ?",
+                    (ev.timestamp, ev.data["payment_reference"], ev.aggregate_id))
+
+
+class Blacklist(Projection):
+    """Cards reported lost or blocked (挂失), with the block that recorded each,
+    so terminals can fetch what changed since a ledger height."""
+
+    name = "card_blacklist"
+    tables = ("card_blacklist",)
+    schema = """
+    CREATE TABLE IF NOT EXISTS card_blacklist (
+        card_id_hash TEXT PRIMARY KEY, issuer_city TEXT NOT NULL,
+        reason TEXT NOT NULL, since TEXT NOT NULL, block BIGINT NOT NULL,
+        tx_id TEXT NOT NULL, reported_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS card_blacklist_block ON card_blacklist (block)
+    """
+
+    @on("CardBlacklisted")
+    def blacklisted(self, cur: Cursor, ev: CommittedEvent) -> None:
+        d = ev.data
+        cur.execute("INSERT INTO card_blacklist VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (d["card_id_hash"], d["issuer_city"], d["reason"], d["since"],
+                     ev.position.block, ev.tx_id, ev.timestamp))
+
+
+# Risk rules (风险管控) over the reported records, read side only: a rule finds
+# records worth a person's look, it decides nothing on chain.
+# - impossible travel: one card used in two different cities within this many
+#   seconds (member cities are at least half an hour apart gate to gate);
+TRAVEL_S = 30 * 60
+# - unusual amount: above the scene's mean by this many standard deviations,
+#   once the scene has this many records to judge by;
+AMOUNT_SIGMAS, AMOUNT_MIN_RECORDS = 6, 100
+# - terminal repeat: one terminal recording the same card and amount again
+#   within this many seconds.
+REPEAT_S = 10
+
+
+def _epoch(time: str) -> int:
+    return int(datetime.fromisoformat(time).timestamp())
+
+
+class CardAnalytics(Projection):
+    """Every reported card record as a fact (for statistics and risk), the
+    statistics per day, city pair, scene and type, and the risk alerts with the
+    records behind each."""
+
+    name = "card_analytics"
+    tables = ("risk_alerts", "scene_amounts", "card_stats", "card_facts")
+    schema = """
+    CREATE TABLE IF NOT EXISTS card_facts (
+        batch_id TEXT NOT NULL, record_id TEXT NOT NULL, business_day TEXT NOT NULL,
+        acquirer_city TEXT NOT NULL, issuer_city TEXT NOT NULL,
+        card_id_hash TEXT NOT NULL, terminal_id TEXT NOT NULL, scene TEXT NOT NULL,
+        type TEXT NOT NULL, amount_fen BIGINT NOT NULL, time TEXT NOT NULL,
+        ts BIGINT NOT NULL, PRIMARY KEY (batch_id, record_id));
+    CREATE INDEX IF NOT EXISTS card_facts_card ON card_facts (card_id_hash, ts);
+    CREATE INDEX IF NOT EXISTS card_facts_terminal
+        ON card_facts (acquirer_city, terminal_id, card_id_hash, ts);
+    CREATE TABLE IF NOT EXISTS card_stats (
+        business_day TEXT NOT NULL, acquirer_city TEXT NOT NULL,
+        issuer_city TEXT NOT NULL, scene TEXT NOT NULL, type TEXT NOT NULL,
+        record_count BIGINT NOT NULL, amount_fen BIGINT NOT NULL,
+        PRIMARY KEY (business_day, acquirer_city, issuer_city, scene, type));
+    CREATE TABLE IF NOT EXISTS scene_amounts (
+        scene TEXT PRIMARY KEY, n BIGINT NOT NULL, total BIGINT NOT NULL,
+        squares DOUBLE PRECISION NOT NULL);
+    CREATE TABLE IF NOT EXISTS risk_alerts (
+        id TEXT PRIMARY KEY, kind TEXT NOT NULL, business_day TEXT NOT NULL,
+        acquirer_city TEXT NOT NULL, issuer_city TEXT NOT NULL,
+        subject TEXT NOT NULL, detail TEXT NOT NULL, records TEXT NOT NULL,
+        detected_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS risk_alerts_day ON risk_alerts (business_day, kind)
+    """
+
+    @on("TransactionBatchReported")
+    def reported(self, cur: Cursor, ev: CommittedEvent) -> None:
+        d = ev.data
+        day, acquirer, batch = d["business_day"], d["acquirer_city"], ev.aggregate_id
+        facts = [(batch, r["record_id"], day, acquirer, r["issuer_city"],
+                  r["card_id_hash"], r["terminal_id"], r.get("scene", DEFAULT_SCENE),
+                  r.get("type", DEFAULT_TYPE), int(r["amount_fen"]), r["time"],
+                  _epoch(r["time"])) for r in d["records"]]
+        cur.executemany("INSERT INTO card_facts VALUES "
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", facts)
+        stats: dict[tuple[str, str, str], list[int]] = {}
+        for f in facts:
+            into = stats.setdefault((f[4], f[7], f[8]), [0, 0])
+            into[0] += 1
+            into[1] += f[9]
+        cur.executemany(
+            "INSERT INTO card_stats VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
+            "(business_day, acquirer_city, issuer_city, scene, type) DO UPDATE SET "
+            "record_count = card_stats.record_count + excluded.record_count, "
+            "amount_fen = card_stats.amount_fen + excluded.amount_fen",
+            [(day, acquirer, issuer, scene, kind, n, fen)
+             for (issuer, scene, kind), (n, fen) in sorted(stats.items())])
+        self._unusual_amounts(cur, ev, facts)
+        self._pairs(cur, ev, "impossible_travel", (
+            "SELECT a.record_id AS a_record, a.acquirer_city AS a_city, "
+            "a.time AS a_time, a.card_id_hash AS subject, b.batch_id AS b_batch, "
+            "b.record_id AS b_record, b.acquirer_city AS b_city, b.time AS b_time, "
+            "a.issuer_city, a.amount_fen AS a_amount, b.amount_fen AS b_amount "
+            "FROM card_facts a JOIN card_facts b ON b.card_id_hash = a.card_id_hash "
+            "AND b.ts BETWEEN a.ts - ? AND a.ts + ? AND b.acquirer_city <> "
+            "a.acquirer_city WHERE a.batch_id = ? ORDER BY a.record_id, b.batch_id, "
+            "b.record_id"), (TRAVEL_S, TRAVEL_S, batch),
+            "used in {a_city} at {a_time} and in {b_city} at {b_time}")
+        self._pairs(cur, ev, "terminal_repeat", (
+            "SELECT a.record_id AS a_record, a.acquirer_city AS a_city, "
+            "a.time AS a_time, a.terminal_id AS subject, b.batch_id AS b_batch, "
+            "b.record_id AS b_record, b.acquirer_city AS b_city, b.time AS b_time, "
+            "a.issuer_city, a.amount_fen AS a_amount, b.amount_fen AS b_amount "
+            "FROM card_facts a JOIN card_facts b ON b.acquirer_city = "
+            "a.acquirer_city AND b.terminal_id = a.terminal_id AND b.card_id_hash "
+            "= a.card_id_hash AND b.ts BETWEEN a.ts - ? AND a.ts + ? AND "
+            "b.amount_fen = a.amount_fen AND (b.batch_id <> a.batch_id OR "
+            "b.record_id < a.record_id) WHERE a.batch_id = ? ORDER BY a.record_id, "
+            "b.batch_id, b.record_id"), (REPEAT_S, REPEAT_S, batch),
+            "terminal recorded the same card and amount at {b_time} and {a_time}")
+
+    def _pairs(self, cur: Cursor, ev: CommittedEvent, kind: str, sql: str,
+               params: tuple[Any, ...], detail: str) -> None:
+        """One alert per record of this batch that ``sql`` pairs with others."""
+        found: dict[str, list[Row]] = {}
+        for row in cur.query(sql, params):
+            found.setdefault(row["a_record"], []).append(row)
+        d = ev.data
+        for rid, rows in found.items():
+            first = rows[0]
+            records = [{"batch_id": ev.aggregate_id, "record_id": rid,
+                        "city": first["a_city"], "time": first["a_time"],
+                        "amount_fen": first["a_amount"]}] + [
+                {"batch_id": r["b_batch"], "record_id": r["b_record"],
+                 "city": r["b_city"], "time": r["b_time"],
+                 "amount_fen": r["b_amount"]} for r in rows]
+            self._alert(cur, ev, kind, rid, d["business_day"], d["acquirer_city"],
+                        first["issuer_city"], first["subject"],
+                        detail.format(**first), records)
+
+    def _unusual_amounts(self, cur: Cursor, ev: CommittedEvent,
+                         facts: list[tuple[Any, ...]]) -> None:
+        """Judge each record by its scene's amounts before this batch, then add
+        the batch's amounts to them."""
+        known = {r["scene"]: r for r in cur.query(
+            "SELECT scene, n, total, squares FROM scene_amounts")}
+        adds: dict[str, list[float]] = {}
+        for f in facts:
+            rid, issuer, card, scene, amount = f[1], f[4], f[5], f[7], f[9]
+            base = known.get(scene)
+            if base is not None and int(base["n"]) >= AMOUNT_MIN_RECORDS:
+                n, total = int(base["n"]), int(base["total"])
+                mean = total / n
+                sd = max(float(base["squares"]) / n - mean * mean, 0.0) ** 0.5
+                if amount > mean + AMOUNT_SIGMAS * sd:
+                    self._alert(
+                        cur, ev, "unusual_amount", rid, f[2], f[3], issuer, card,
+                        f"{amount} fen in {scene}, where the mean is "
+                        f"{mean:.0f} fen (σ {sd:.0f}) over {n} records",
+                        [{"batch_id": ev.aggregate_id, "record_id": rid,
+                          "city": f[3], "time": f[10], "amount_fen": amount}])
+            into = adds.setdefault(scene, [0, 0, 0.0])
+            into[0] += 1
+            into[1] += amount
+            into[2] += float(amount) * amount  # a sum of squares outgrows BIGINT
+        cur.executemany(
+            "INSERT INTO scene_amounts VALUES (?, ?, ?, ?) ON CONFLICT (scene) DO "
+            "UPDATE SET n = scene_amounts.n + excluded.n, total = "
+            "scene_amounts.total + excluded.total, squares = "
+            "scene_amounts.squares + excluded.squares",
+            [(scene, int(n), int(total), squares)
+             for scene, (n, total, squares) in sorted(adds.items())])
+
+    def _alert(self, cur: Cursor, ev: CommittedEvent, kind: str, record_id: str,
+               day: str, acquirer: str, issuer: str, subject: str, detail: str,
+               records: list[dict[str, Any]]) -> None:
+        cur.execute("INSERT INTO risk_alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO NOTHING",
+                    (f"{kind}:{ev.aggregate_id}:{record_id}", kind, day, acquirer,
+                     issuer, subject, detail, json.dumps(records), ev.timestamp))
 
 
 class Blocks(Projection):
@@ -307,6 +582,7 @@ class Blocks(Projection):
 
 
 EVENT_PROJECTIONS: tuple[Projection, ...] = (Identifiers(), CodeSchemes(),
-                                             CardTransactions(), Clearing())
+                                             CardTransactions(), Clearing(),
+                                             Blacklist(), CardAnalytics())
 BLOCKS = Blocks()
 ALL_PROJECTIONS: tuple[Projection, ...] = (*EVENT_PROJECTIONS, BLOCKS)

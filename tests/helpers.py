@@ -5,6 +5,7 @@ small scenario that touches every event family."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import secrets
@@ -21,6 +22,7 @@ import pytest
 from chaincode import encoding
 from chaincode.errors import ContractError, NotFound
 from chaincode.merkle import merkle_root
+from ledger import crypto
 from ledger.connect import EmbeddedConnection
 from ledger.embedded import EmbeddedLedger, EmbeddedNode
 from ledger.protocol import (
@@ -263,6 +265,9 @@ class World:
     scope: str = ""
     batch: str = ""
     records: list[dict[str, Any]] = field(default_factory=list)
+    settled_day: str = ""
+    settlement_keys: dict[str, bytes] = field(default_factory=dict)
+    disputed_batch: str = ""
 
     @property
     def conn(self) -> Connection:
@@ -282,6 +287,60 @@ class World:
                ) -> dict[str, Any]:
         """A valid card record whose id is this world's ``name``."""
         return card_record(self.unique(name), issuer_city, amount_fen)
+
+    # Made when first asked for (most tests need neither), so building a world
+    # stays cheap; DUMMY (no ledger) gets placeholders.
+    def register_settlement_key(self, city: str) -> dict[str, Any]:
+        """Register a fresh SM2 settlement key of ``city`` (this world's)."""
+        private, public = crypto.get_backend().sm2_generate()
+        self.settlement_keys[city] = private
+        return self.ids(city, "admin").submit("RegisterSettlementKey", {
+            "public_key_pem": crypto.public_key_to_pem(public).decode()}).result
+
+    def confirmation(self, city: str, day: str) -> dict[str, Any]:
+        """ConfirmSettlement arguments: ``city``'s statement of ``day`` signed
+        with this world's key of the city."""
+        got = self.ids(city, "auditor").evaluate("GetSettlementStatement", {
+            "business_day": day, "city": city})
+        signature = crypto.get_backend().sm2_sign(
+            self.settlement_keys[city], encoding.canonical_json(got["statement"]))
+        return {"business_day": day, "statement_sm3": got["statement_sm3"],
+                "signature": base64.b64encode(
+                    crypto.signature_to_der(signature)).decode()}
+
+    def settlement(self) -> str:
+        """A cleared day of this world's own, with Kunshan's and Shanghai's
+        settlement keys registered and Shanghai's statement confirmed."""
+        if self.ids is None:
+            return "2026-11-21"
+        if not self.settled_day:
+            for city in ("Kunshan", "Shanghai"):
+                self.register_settlement_key(city)
+            day = fresh_day()
+            self.ids(CENTER, "admin").submit("RunClearing", {"business_day": day})
+            self.ids("Shanghai", "admin").submit(
+                "ConfirmSettlement", self.confirmation("Shanghai", day))
+            self.settled_day = day
+        return self.settled_day
+
+    def disputes(self) -> str:
+        """A batch of Kunshan's, on a day of its own, whose records d1 and d2
+        (issued by Shanghai) Shanghai disputed and d2 Kunshan contested."""
+        if self.ids is None:
+            return "6" * 32
+        if not self.disputed_batch:
+            day = fresh_day()
+            ids = [self.unique("d1"), self.unique("d2")]
+            batch = self.ids("Kunshan", "admin").submit("ReportTransactionBatch",
+                batch_args([card_record(i, "Shanghai") for i in ids], day)
+                ).result["id"]
+            self.ids("Shanghai", "admin").submit("DisputeTransactions", {
+                "batch_id": batch, "record_ids": ids, "reason": "not my card"})
+            self.ids("Kunshan", "admin").submit("RespondToDispute", {
+                "batch_id": batch, "record_ids": ids[1:], "response": "contest",
+                "evidence_sm3": sm3_hex("terminal log"), "note": "card tapped"})
+            self.disputed_batch = batch
+        return self.disputed_batch
 
 
 def build_world(ids: Clients[Any]) -> World:
@@ -334,17 +393,38 @@ VALID: dict[str, tuple[tuple[str, str], Callable[[World], dict[str, Any]]]] = {
         "batch_id": w.batch, "record_ids": [w.unique("s2")],
         "reason": "double charge"}),
     "RunClearing": ((CENTER, "admin"), lambda w: {"business_day": w.day}),
+    "RespondToDispute": (("Kunshan", "admin"), lambda w: {
+        "batch_id": w.disputes(), "record_ids": [w.unique("d1")],
+        "response": "accept"}),
+    "ArbitrateDispute": ((CENTER, "admin"), lambda w: {
+        "batch_id": w.disputes(), "record_ids": [w.unique("d2")],
+        "decision": "acquirer", "reason": "the terminal log shows the tap"}),
+    "RegisterSettlementKey": (("Taicang", "admin"), lambda w: {
+        "public_key_pem": crypto.public_key_to_pem(
+            crypto.get_backend().sm2_generate()[1]).decode()}),
+    "ConfirmSettlement": (("Kunshan", "admin"), lambda w: (
+        w.confirmation("Kunshan", w.settlement()) if w.ids is not None else {
+            "business_day": w.settlement(), "statement_sm3": "ab" * 32,
+            "signature": "MEUCIQ=="})),
+    "CompleteSettlement": ((CENTER, "admin"), lambda w: {
+        "business_day": w.settlement(), "city": "Shanghai",
+        "payment_reference": "CNAPS 2026112000001"}),
+    "BlacklistCards": (("Kunshan", "admin"), lambda w: {"cards": [{
+        "card_id_hash": unique_hash(), "reason": "lost",
+        "since": "2026-11-20T09:30:00Z"}]}),
     # ferry/acquirer: no other test publishes it, and no test's records are ferry
     "PublishFeeRule": ((CENTER, "admin"), lambda w: {
         "scene": "ferry", "party": "acquirer", "rate_bps": 30, "min_fee_fen": 1,
         "max_fee_fen": 500, "effective_day": w.day}),
 }
-OPTIONAL = {("RegisterIdentifier", "attributes"), ("ConfirmTransactions", "record_ids")}
+OPTIONAL = {("RegisterIdentifier", "attributes"), ("ConfirmTransactions", "record_ids"),
+            ("RespondToDispute", "evidence_sm3"), ("RespondToDispute", "note")}
 
 
 def run_scenario(ids: Clients[Any]) -> dict[str, Receipt]:
     """A short history touching every family: departments, identifiers, a code
-    scheme applied and approved, a batch reported, disputed and cleared."""
+    scheme applied and approved, a batch reported, disputed and cleared, the
+    dispute contested and decided, a statement confirmed, a card blacklisted."""
     ks_admin, ks_transport = ids("Kunshan", "admin"), ids("Kunshan", "transport")
     out: dict[str, Receipt] = {}
     out["department"] = ks_admin.submit("RegisterDepartment", {
@@ -367,6 +447,28 @@ def run_scenario(ids: Clients[Any]) -> dict[str, Receipt]:
         "batch_id": out["batch"].result["id"]})
     out["clearing"] = ids(CENTER).submit("RunClearing",
                                          {"business_day": SCENARIO_DAY})
+    # settlement: the dispute contested and decided for Kunshan (an adjustment
+    # for a later run), Kunshan's statement confirmed, a lost card
+    batch = out["batch"].result["id"]
+    out["contest"] = ks_admin.submit("RespondToDispute", {
+        "batch_id": batch, "record_ids": ["r0"], "response": "contest",
+        "evidence_sm3": sm3_hex("gate log"), "note": "gates logged the card"})
+    out["arbitrate"] = ids(CENTER).submit("ArbitrateDispute", {
+        "batch_id": batch, "record_ids": ["r0"], "decision": "acquirer",
+        "reason": "the gate log shows the ride"})
+    private = bytes.fromhex("01" * 32)  # a fixed key: the history is repeatable
+    public = crypto.get_backend().sm2_public_from_private(private)
+    out["key"] = ks_admin.submit("RegisterSettlementKey", {
+        "public_key_pem": crypto.public_key_to_pem(public).decode()})
+    statement = ks_admin.evaluate("GetSettlementStatement", {
+        "business_day": SCENARIO_DAY, "city": "Kunshan"})
+    signature = crypto.get_backend().sm2_sign(
+        private, encoding.canonical_json(statement["statement"]))
+    out["confirm_settlement"] = ks_admin.submit("ConfirmSettlement", {
+        "business_day": SCENARIO_DAY, "statement_sm3": statement["statement_sm3"],
+        "signature": base64.b64encode(crypto.signature_to_der(signature)).decode()})
+    out["blacklist"] = ids("Shanghai").submit("BlacklistCards", {"cards": [{
+        "card_id_hash": sm3_hex("card-r0"), "reason": "lost", "since": TIME}]})
     return out
 
 

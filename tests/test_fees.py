@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID, uuid4
 
 from helpers import card_record
 from hypothesis import given, settings
@@ -15,15 +16,19 @@ from hypothesis import strategies as st
 from chaincode.contract import CardRecord, card_leaf
 from chaincode.domain import (
     PARTIES,
+    PAYABLE,
     RECORD_TYPES,
     SCENES,
+    RecordsOf,
     clear,
+    combined,
     fee_of,
     rules_in_effect,
 )
 from chaincode.encoding import canonical_json
 
 CITIES = ("Kunshan", "Shanghai", "Taicang", "Suzhou")
+CARDS = tuple(f"{i:064x}" for i in range(4))
 
 
 def rule(bps: int, low: int = 0, high: int = 10**8, **extra: Any) -> dict[str, Any]:
@@ -79,6 +84,7 @@ def test_leaf_of_a_record_without_scene_or_type_is_unchanged() -> None:
 @dataclass
 class Batch:
     acquirer_city: str
+    id: UUID = field(default_factory=uuid4)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
 
@@ -96,14 +102,16 @@ def batches(draw: st.DrawFn) -> list[Batch]:
             rec: dict[str, Any] = {
                 "issuer_city": draw(st.sampled_from(
                     [c for c in CITIES if c != acquirer])),
-                "amount_fen": draw(st.integers(1, 100_000_000))}
+                "amount_fen": draw(st.integers(1, 100_000_000)),
+                "card_id_hash": draw(st.sampled_from(CARDS)),
+                "time": f"2026-01-01T{draw(st.integers(0, 23)):02d}:00:00Z"}
             if draw(st.booleans()):
                 rec["scene"] = draw(st.sampled_from(SCENES))
             if draw(st.booleans()):
                 rec["type"] = draw(st.sampled_from(RECORD_TYPES))
             b.records[rid] = rec
             b.status[rid] = draw(st.sampled_from(("reported", "confirmed",
-                                                  "disputed")))
+                                                  "disputed", "contested")))
         out.append(b)
     return out
 
@@ -129,7 +137,7 @@ def test_positions_sum_to_zero_and_every_record_counts_once(
     c = clear(bs, CITIES, rules_in_effect(rules, f"2026-01-{day:02d}"))
     assert sum(c.positions.values()) + c.center_fee_fen == 0
     assert c.center_fee_fen == c.fees_fen >= 0
-    live = [(b, rid) for b in bs for rid in b.records if b.status[rid] != "disputed"]
+    live = [(b, rid) for b in bs for rid in b.records if b.status[rid] in PAYABLE]
     total = sum(len(b.records) for b in bs)
     assert c.records == len(live) and c.excluded == total - len(live)
     assert sum(p["records"] for p in c.pairs) == len(live)
@@ -156,3 +164,41 @@ def test_argument_types_list_the_domain_values() -> None:
 
     assert (get_args(Scene), get_args(RecordType), get_args(Party)) == (
         SCENES, RECORD_TYPES, PARTIES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches(), fee_rules(), st.data())
+def test_every_record_counts_once_across_the_run_and_its_adjustments(
+        bs: list[Batch], rules: list[dict[str, Any]], data: st.DataObject) -> None:
+    """A day is cleared with its disputes open; the disputes then resolve (for
+    the acquirer: upheld, cleared in a later run as an adjustment; for the
+    issuer or accepted: withdrawn); the later run holds the adjustments."""
+    in_effect = rules_in_effect(rules, "2026-01-15")
+    blacklist = {CARDS[0]: "2026-01-01T12:00:00Z"}
+    day = clear(bs, CITIES, in_effect, blacklist)
+    # cleared that day, of the blacklisted card at or after its time
+    flagged = {(str(b.id), rid) for b in bs for rid, r in b.records.items()
+               if b.status[rid] in PAYABLE and r["card_id_hash"] == CARDS[0]
+               and r["time"] >= "2026-01-01T12:00:00Z"}
+    upheld: dict[int, list[str]] = {}
+    for n, b in enumerate(bs):
+        for rid in sorted(b.records):
+            if b.status[rid] in ("disputed", "contested"):
+                b.status[rid] = data.draw(st.sampled_from(("upheld", "withdrawn")))
+                if b.status[rid] == "upheld":
+                    upheld.setdefault(n, []).append(rid)
+    parts = [clear([RecordsOf.of(bs[n], ids)], CITIES, in_effect)
+             for n, ids in sorted(upheld.items())]
+    later = combined(parts, CITIES)
+    both = combined([day, later], CITIES)
+    for c in (day, later, both):
+        assert sum(c.positions.values()) + c.center_fee_fen == 0
+    counted = [(b.id, rid) for b in bs for rid in b.records
+               if b.status[rid] in PAYABLE]
+    assert both.records == len(counted) == day.records + later.records
+    assert both.gross_fen == sum(int(b.records[rid]["amount_fen"])
+                                 for b in bs for rid in b.records
+                                 if b.status[rid] in PAYABLE)
+    withdrawn = sum(s == "withdrawn" for b in bs for s in b.status.values())
+    assert day.excluded == withdrawn + later.records
+    assert {(f["batch_id"], f["record_id"]) for f in day.flagged} == flagged

@@ -5,20 +5,27 @@ from __future__ import annotations
 from api.routers import (
     blocks,
     card_batches,
+    card_blacklist,
     card_volumes,
     clearing_runs,
     code_schemes,
     dashboard,
     departments,
+    disputes,
     fee_rules,
     identifiers,
     ledger,
     pages,
+    risk_alerts,
+    settlements,
+    statistics,
     system,
 )
 
 ROUTERS = [identifiers.router, departments.router, code_schemes.router,
            card_batches.router, card_volumes.router, clearing_runs.router,
-           fee_rules.router,
+           fee_rules.router, disputes.router, settlements.router, settlements.keys,
+           card_blacklist.router, card_blacklist.signing, statistics.router,
+           risk_alerts.router,
            blocks.router, ledger.router, dashboard.router, system.router,
            pages.router]

@@ -4,7 +4,7 @@ issuer cities confirm or dispute record by record."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter
@@ -14,7 +14,7 @@ from api.deps import CommandsDep, CurrentIdentity, PageDep, ReadDB, scope_city
 from api.limits import MIB
 from api.problems import COMMAND, COMMAND_ON, READ, READ_ONE, Problem
 from api.schemas import CommandResult, Day, Page, Request
-from chaincode.cards import RecordIds
+from chaincode.cards import Party, RecordIds
 from chaincode.contract import MAX_BATCH_RECORDS, CardRecord, Hash, Name, Text
 from chaincode.merkle import merkle_root
 from projections import queries
@@ -58,6 +58,20 @@ class ConfirmRequest(Request):
 
 class DisputeRequest(Request):
     record_ids: Annotated[DistinctRecordIds, Field(min_length=1)]
+    reason: Text
+
+
+class DisputeResponse(Request):
+    record_ids: Annotated[DistinctRecordIds, Field(min_length=1)]
+    response: Literal["accept", "contest"]
+    evidence_sm3: Hash | None = Field(None, description="contest: SM3 of the "
+                                      "evidence, which stays off chain")
+    note: Text | None = None
+
+
+class Arbitration(Request):
+    record_ids: Annotated[DistinctRecordIds, Field(min_length=1)]
+    decision: Party
     reason: Text
 
 
@@ -111,6 +125,26 @@ async def dispute_batch(batch_id: UUID, body: DisputeRequest,
     """DisputeTransactions (issuer city admin): disputed records are excluded
     from clearing."""
     return await commands.submit("DisputeTransactions", {
+        "batch_id": str(batch_id), **body.model_dump(mode="json")})
+
+
+@router.post("/{batch_id}/dispute-response", responses=COMMAND_ON)
+async def respond_to_dispute(batch_id: UUID, body: DisputeResponse,
+                             commands: CommandsDep) -> CommandResult:
+    """RespondToDispute (acquirer city admin): ``accept`` withdraws the disputed
+    records; ``contest`` sends them to the center with the evidence's SM3."""
+    return await commands.submit("RespondToDispute", {
+        "batch_id": str(batch_id),
+        **body.model_dump(mode="json", exclude_none=True)})
+
+
+@router.post("/{batch_id}/arbitration", responses=COMMAND_ON)
+async def arbitrate(batch_id: UUID, body: Arbitration,
+                    commands: CommandsDep) -> CommandResult:
+    """ArbitrateDispute (center admin): contested records decided for the
+    ``acquirer`` are cleared (as an adjustment in the next run when their day
+    is already cleared); for the ``issuer``, withdrawn."""
+    return await commands.submit("ArbitrateDispute", {
         "batch_id": str(batch_id), **body.model_dump(mode="json")})
 
 

@@ -49,6 +49,27 @@ class KindCount(BaseModel):
     count: int
 
 
+class DaySettlements(BaseModel):
+    business_day: str
+    pending: int
+    confirmed: int
+    completed: int
+    overdue: int  # pending past the confirm-by day
+
+
+class RiskCount(BaseModel):
+    kind: str
+    count: int
+    last_business_day: str
+
+
+class CityRank(BaseModel):
+    rank: int
+    city: str
+    record_count: int
+    amount_fen: int
+
+
 class DashboardSummary(BaseModel):
     generated_at: datetime
     volume_per_day: list[DayVolume]
@@ -58,6 +79,12 @@ class DashboardSummary(BaseModel):
     code_schemes_by_status: list[StatusCount]
     identifiers_by_kind: list[KindCount]
     latest_blocks: list[BlockOut]
+    settlements_by_day: list[DaySettlements]
+    disputes_by_status: list[StatusCount]
+    blacklisted_cards: int
+    risk_by_kind: list[RiskCount]
+    ranking: list[CityRank]
+    peak_days: list[DayVolume]
     projection: ProjectionStatus
 
 
@@ -67,8 +94,11 @@ async def summary(_: Leader, read: ReadDB, runtime: RuntimeDep,
                   blocks: Annotated[int, Query(ge=1, le=100)] = 10) -> DashboardSummary:
     """Cross-city volume per business day (latest ``days``), flows between city
     pairs, net clearing positions, code schemes by status, identifiers by kind,
-    the latest ``blocks`` blocks with their verification state, and the
-    projection lag. For center admins, auditors and city admins."""
+    the latest ``blocks`` blocks with their verification state, the cities'
+    settlements of the latest ``days`` cleared days (overdue: unconfirmed
+    past the confirm-by day), disputes by status, the blacklisted cards, risk
+    alerts by kind, the ranking of cities and the peak days (all days), and
+    the projection lag. For center admins, auditors and city admins."""
     data = await read(runtime.dashboard, days, blocks)
     return DashboardSummary.model_validate({
         **data, "generated_at": datetime.now(UTC),

@@ -168,6 +168,30 @@ function render(s) {
       `${run.excluded_disputed} disputed excluded, gross ${yuan(run.gross_fen)} yuan.`
     : "No clearing run yet.";
 
+  table("settlements", ["business day", "pending", "confirmed", "completed",
+    "overdue"], s.settlements_by_day.map((d) => [d.business_day, d.pending,
+    d.confirmed, d.completed, d.overdue > 0
+      ? { text: String(d.overdue), cls: "fail",
+          title: "statements not confirmed by their confirm-by day" }
+      : { text: "0", cls: "note" }]));
+  const open = s.disputes_by_status.filter((d) =>
+    d.status === "disputed" || d.status === "contested")
+    .reduce((n, d) => n + d.count, 0);
+  $("settlement-note").textContent = `Open disputes: ${open} · ` +
+    `blacklisted cards: ${s.blacklisted_cards}`;
+
+  const kinds = { impossible_travel: "impossible travel 异地瞬移",
+    unusual_amount: "unusual amount 金额异常", terminal_repeat: "terminal repeat 重复刷卡" };
+  table("risk", ["kind", "alerts", "latest day"], s.risk_by_kind.map((r) => [
+    kinds[r.kind] || r.kind, { text: String(r.count), cls: "warn" },
+    r.last_business_day]));
+  table("ranking", ["#", "city", "records", "yuan"], s.ranking.map((r) => [
+    r.rank, r.city, r.record_count, yuan(r.amount_fen)]));
+  $("peak-note").textContent = s.peak_days.length
+    ? "Peak days: " + s.peak_days.map((d) =>
+      `${d.business_day} (${d.record_count} records)`).join(", ")
+    : "No card records yet.";
+
   table("schemes", ["status", "schemes"],
     s.code_schemes_by_status.map((c) => [c.status, c.count]));
   table("identifiers", ["kind", "status", "count"],

@@ -4,6 +4,7 @@ that create what a test needs through the API itself, and the real server
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import secrets
 import signal
@@ -22,6 +23,8 @@ from helpers import card_record, unique_hash
 from httpx import Response
 
 from api.deps import Runtime
+from chaincode.encoding import canonical_json
+from ledger import crypto
 from ledger.connect import ensure_identity
 from ledger.protocol import LedgerError
 
@@ -145,6 +148,41 @@ class Api:
         out = self.ok("/api/card-batches", {"business_day": day,
                                             "records": records}, who)
         return str(out["result"]["id"]), records, day
+
+
+    def disputed(self, contested: bool = False) -> tuple[str, str]:
+        """A Kunshan batch with one Shanghai record that Shanghai disputed (and
+        Kunshan contested): (batch id, record id)."""
+        batch, records, _ = self.batch(KS_ADMIN, ("Shanghai",))
+        rid = records[0]["record_id"]
+        self.ok(f"/api/card-batches/{batch}/dispute",
+                {"record_ids": [rid], "reason": "not my card"}, SH_ADMIN, 200)
+        if contested:
+            self.ok(f"/api/card-batches/{batch}/dispute-response", {
+                "record_ids": [rid], "response": "contest",
+                "evidence_sm3": unique_hash()}, KS_ADMIN, 200)
+        return batch, rid
+
+    def settlement_key(self, who: Who = KS_ADMIN) -> bytes:
+        """Register a fresh SM2 settlement key for ``who``'s city; its private key."""
+        private, public = crypto.get_backend().sm2_generate()
+        self.ok("/api/settlement-keys", {
+            "public_key_pem": crypto.public_key_to_pem(public).decode()}, who)
+        return private
+
+    def cleared_day(self) -> str:
+        day = new_day()
+        self.ok("/api/clearing-runs", {"business_day": day}, CENTER_ADMIN)
+        return day
+
+    def confirmation(self, day: str, private: bytes, who: Who = KS_ADMIN
+                     ) -> dict[str, Any]:
+        """The body confirming ``who``'s statement of ``day``, signed."""
+        got = self.get(f"/api/settlements/{day}/{who[0]}", who).json()
+        signature = crypto.get_backend().sm2_sign(
+            private, canonical_json(got["statement"]))
+        return {"statement_sm3": got["statement_sm3"], "signature": base64.b64encode(
+            crypto.signature_to_der(signature)).decode()}
 
 
 def problem(r: Response, status: int, field: str | None = None) -> dict[str, Any]:

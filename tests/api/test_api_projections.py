@@ -244,6 +244,15 @@ def test_sqlite_and_postgres_agree(scenario: Path, pg_dsn: str,
                 lambda db: queries.clearing_runs(db, Where(), 50, 0),
                 lambda db: queries.clearing_run(db, "2026-11-19"),
                 lambda db: queries.blocks(db, Where().eq("verified", 1), 5, 0),
+                lambda db: queries.settlements(db, Where(), 50, 0),
+                lambda db: queries.disputes(db, Where(), 50, 0),
+                lambda db: queries.blacklist_since(db, -1, 50),
+                lambda db: queries.risk_alerts(db, Where(), 50, 0),
+                *(lambda db, g=g: queries.volume(db, g, Where())
+                  for g in queries.GROUPS),
+                lambda db: queries.year_on_year(db, 2026, Where()),
+                lambda db: queries.peak_days(db, Where(), 5),
+                lambda db: queries.ranking(db, "amount_fen", Where()),
             ]
             for read in reads:
                 assert read(lite) == read(pg)

@@ -32,10 +32,12 @@ def test_reads_do_not_touch_the_ledger(api: Api,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     api.identifier()
     api.sync()
+    api.headers(CENTER_ADMIN)  # its token enrols an identity: before the patch
     monkeypatch.setattr(api.runtime, "gateway", NoLedger())
     for path in ("/api/identifiers", "/api/departments", "/api/code-schemes",
                  "/api/card-batches", "/api/card-volumes", "/api/clearing-runs",
                  "/api/blocks", "/api/dashboard/summary", "/api/projections",
+                 "/api/settlements", "/api/disputes", "/api/card-blacklist/delta",
                  "/api/me"):
         assert api.get(path, CENTER_ADMIN).status_code == 200, path
     # The audit reads do use it; the failure is a problem+json 500, no traceback.
@@ -218,7 +220,8 @@ def test_system_endpoints(api: Api) -> None:
     problem(api.client.get("/api/projections"), 401, "Authorization")
     status = api.get("/api/projections", KS_TERMINAL).json()
     assert set(status["positions"]) == {"identifiers", "code_schemes",
-                                        "card_transactions", "clearing", "blocks"}
+                                        "card_transactions", "clearing",
+                                        "card_blacklist", "blocks"}
     problem(api.client.get("/api/nothing-here"), 404)
     problem(api.client.delete("/api/identifiers"), 405)
     docs = api.client.get("/docs")

@@ -29,6 +29,7 @@ from api.tokens import Principal
 from chaincode.contract import COMMANDS
 from chaincode.errors import Unauthorized
 from chaincode.identity import Role
+from ledger import crypto
 
 Call = tuple[str, dict[str, Any]]
 
@@ -41,6 +42,15 @@ def _batch_for_kunshan(api: Api) -> tuple[str, str]:
 
 def _scheme(api: Api) -> str:
     return api.scheme()
+
+
+def _completion(api: Api) -> Call:
+    """Kunshan confirmed a statement; the center's completion of it."""
+    day = api.cleared_day()
+    api.ok(f"/api/settlements/{day}/confirmation",
+           api.confirmation(day, api.settlement_key()), KS_ADMIN)
+    return (f"/api/settlements/{day}/Kunshan/completion",
+            {"payment_reference": "CNAPS-1"})
 
 
 # For each command: (path, body) that the allowed roles of ROLES can perform,
@@ -78,6 +88,23 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
     "PublishFeeRule": lambda api: ("/api/fee-rules", {
         "scene": "retail", "party": "issuer", "rate_bps": 25, "min_fee_fen": 0,
         "max_fee_fen": 300, "effective_day": new_day()}),
+    "RespondToDispute": lambda api: (
+        lambda b: (f"/api/card-batches/{b[0]}/dispute-response",
+                   {"record_ids": [b[1]], "response": "accept"}))(api.disputed()),
+    "ArbitrateDispute": lambda api: (
+        lambda b: (f"/api/card-batches/{b[0]}/arbitration",
+                   {"record_ids": [b[1]], "decision": "issuer",
+                    "reason": "test"}))(api.disputed(contested=True)),
+    "RegisterSettlementKey": lambda api: ("/api/settlement-keys", {
+        "public_key_pem": crypto.public_key_to_pem(
+            crypto.get_backend().sm2_generate()[1]).decode()}),
+    "ConfirmSettlement": lambda api: (
+        lambda day: (f"/api/settlements/{day}/confirmation",
+                     api.confirmation(day, api.settlement_key())))(api.cleared_day()),
+    "CompleteSettlement": lambda api: _completion(api),
+    "BlacklistCards": lambda api: ("/api/card-blacklist", {"cards": [{
+        "card_id_hash": unique_hash(), "reason": "lost",
+        "since": "2031-01-01T00:00:00Z"}]}),
 }
 
 

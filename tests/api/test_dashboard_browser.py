@@ -20,7 +20,7 @@ import httpx
 import pytest
 from apikit import serve, stop
 from fastapi.testclient import TestClient
-from helpers import Clients, run_scenario, unique_hash
+from helpers import SCENARIO_DAY, Clients, run_scenario, unique_hash
 
 from api.tokens import TokenService
 from ledger.connect import EmbeddedConnection
@@ -216,6 +216,19 @@ def test_dashboard_shows_the_ledger_and_a_new_transaction_without_reload(
         "#positions rect", "rs => rs.map(r => Number(r.dataset.value))")) == [
         -204, -102, 306]
     assert "1 disputed excluded" in page.inner_text("#clearing-note")
+    # the scenario's day was cleared, Kunshan confirmed: the others overdue
+    assert cells(page, "settlements") == [
+        ["business day", "pending", "confirmed", "completed", "overdue"],
+        [SCENARIO_DAY, "2", "1", "0", "2"]]
+    assert page.inner_text("#settlement-note") == (
+        "Open disputes: 0 · blacklisted cards: 1")
+    assert cells(page, "ranking") == [["#", "city", "records", "yuan"],
+                                      ["1", "Kunshan", "4", "4.06"],
+                                      ["2", "Taicang", "2", "2.04"],
+                                      ["3", "Shanghai", "2", "2.02"]]
+    assert page.inner_text("#peak-note") == (
+        f"Peak days: {SCENARIO_DAY} (4 records)")
+    assert cells(page, "risk") == [["kind", "alerts", "latest day"], ["no data yet"]]
     assert cells(page, "schemes")[1:] == [["approved", "1"]]
     assert cells(page, "identifiers")[1:] == [["person", "active", "1"]]
     blocks = cells(page, "blocks")[1:]
