@@ -93,6 +93,15 @@ READ = responses(401, 403, 422)  # a read limited by role or city
 READ_ONE = responses(401, 403, 404, 422)
 # a read answered by the contract (a query), limited by city
 QUERY = responses(400, 401, 403, 404, 422, 503)
+
+
+def files(*media_types: str) -> dict[int | str, dict[str, Any]]:
+    """A 200 answer that may also be a file of ``media_types`` (``format=``)."""
+    return {200: {"content": {"application/json": {}, **{
+        t: {"schema": {"type": "string", "format": "binary"}}
+        for t in media_types}}}}
+
+
 COMMAND = responses(400, 401, 403, 409, 413, 422, 503)
 COMMAND_ON = responses(400, 401, 403, 404, 409, 413, 422, 503)  # on an existing id
 

@@ -67,6 +67,28 @@ GROUP BY day, acquirer, issuer, scene, kind
 """
 
 
+# The rollups, from the finest table, as projections.views.add_stats keeps them.
+_SUMS = "SUM(record_count), SUM(amount_fen)"
+ROLLUPS = [
+    f"INSERT INTO stats_day SELECT business_day, {_SUMS} FROM card_stats "
+    "GROUP BY business_day",
+    f"INSERT INTO stats_city_day SELECT business_day, acquirer_city, 'acquirer', "
+    f"{_SUMS} FROM card_stats GROUP BY business_day, acquirer_city",
+    f"INSERT INTO stats_city_day SELECT business_day, issuer_city, 'issuer', "
+    f"{_SUMS} FROM card_stats GROUP BY business_day, issuer_city",
+    f"INSERT INTO stats_scene_day SELECT business_day, scene, type, {_SUMS} "
+    "FROM card_stats GROUP BY business_day, scene, type",
+    f"INSERT INTO stats_pair_month SELECT substr(business_day, 1, 7), "
+    f"acquirer_city, issuer_city, {_SUMS} FROM card_stats "
+    "GROUP BY substr(business_day, 1, 7), acquirer_city, issuer_city",
+    f"INSERT INTO stats_pair_year SELECT substr(business_day, 1, 4), "
+    f"acquirer_city, issuer_city, {_SUMS} FROM card_stats "
+    "GROUP BY substr(business_day, 1, 4), acquirer_city, issuer_city",
+    f"INSERT INTO stats_pair_day SELECT business_day, acquirer_city, issuer_city, "
+    f"{_SUMS} FROM card_stats GROUP BY business_day, acquirer_city, issuer_city",
+]
+
+
 def _database(dsn: str, name: str, create: bool) -> None:
     import psycopg
 
@@ -95,7 +117,9 @@ def fill(dsn: str, records: int, cities: int, days: int) -> dict[str, Any]:
         conn.execute(FILL, {  # type: ignore[arg-type]
             "first": FIRST_DAY.isoformat(), "days": days, "cities": cities,
             "records": records, "scenes": list(SCENES), "kinds": list(RECORD_TYPES)})
-        conn.execute("ANALYZE card_stats")
+        for sql in ROLLUPS:
+            conn.execute(sql)
+        conn.execute("ANALYZE")
         row = conn.execute("SELECT COUNT(*), SUM(record_count) FROM card_stats"
                            ).fetchone()
     assert row is not None
@@ -113,10 +137,21 @@ def requests(days: int, cities: int) -> dict[str, Callable[[int], dict[str, Any]
         return {"from": start.isoformat(),
                 "to": (start + timedelta(days=30)).isoformat()}
 
-    groups = ("day", "pair", "scene", "type", "acquirer", "issuer")
-    return {
-        "volume (a month, by each group)": lambda i: {
-            "group": groups[i % len(groups)], **month(i)},
+    def calendar_month(i: int) -> dict[str, Any]:
+        first = date(2025, 1 + i % 12, 1)
+        last = date(2025 + first.month // 12, first.month % 12 + 1, 1)
+        return {"from": first.isoformat(),
+                "to": (last - timedelta(days=1)).isoformat()}
+
+    def grouped(group: str, span: Callable[[int], dict[str, Any]]
+                ) -> Callable[[int], dict[str, Any]]:
+        return lambda i: {"group": group, **span(i)}
+
+    out = {f"volume (a calendar month, by {g})": grouped(g, calendar_month)
+           for g in ("day", "pair", "scene", "type", "acquirer", "issuer")}
+    out |= {f"volume (any 31 days, by {g})": grouped(g, month)
+            for g in ("day", "pair", "scene")}
+    return out | {
         "volume (a year, by day)": lambda i: {"group": "day"},
         "volume (a year, by pair)": lambda i: {"group": "pair"},
         "volume (one city, a month, by pair)": lambda i: {

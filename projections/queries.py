@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from projections.db import Database, Row
@@ -170,30 +170,139 @@ def blacklist_since(db: Database, block: int, limit: int) -> list[Row]:
 
 
 # ------------------------------------------------------------ statistics, risk
-# Statistics read ``card_stats`` (per day, city pair, scene and type: its size
-# grows with days x pairs, not with records), so they stay fast at any volume.
+# Statistics read the rollups the card analytics projection keeps (projections.
+# views._ROLLUPS): per day; per day, city and side; per day, scene and type; per
+# year, month and day by pair; and the finest, per day, pair, scene and type.
+# Each read picks the coarsest table that answers it, and a range of days by
+# pair reads whole years and months from their tables and only the edges by
+# day, so a year of 80 cities' traffic is summed from thousands of rows.
 GROUPS = {"day": ("business_day",), "pair": ("acquirer_city", "issuer_city"),
           "scene": ("scene",), "type": ("type",),
           "acquirer": ("acquirer_city",), "issuer": ("issuer_city",)}
 _SUMS = ("CAST(SUM(record_count) AS BIGINT) AS record_count, "
          "CAST(SUM(amount_fen) AS BIGINT) AS amount_fen")
+FIRST_DAY, LAST_DAY = "0001-01-01", "9999-12-31"
 
 
-def volume(db: Database, group: str, where: Where) -> list[Row]:
-    """Records and amounts per ``group`` (a key of GROUPS)."""
+@dataclass(frozen=True)
+class StatsFilter:
+    """Which records a statistic counts: business days ``day_from..day_to``
+    (inclusive), one scene, one type, one city on either side."""
+
+    day_from: str | None = None
+    day_to: str | None = None
+    scene: str | None = None
+    type: str | None = None
+    city: str | None = None
+
+    def days(self, column: str = "business_day") -> Where:
+        return (Where().cond(f"{column} >= ?", self.day_from)
+                .cond(f"{column} <= ?", self.day_to))
+
+
+def _summed(db: Database, keys: str, source: str, where: Where,
+            order: str | None = None) -> list[Row]:
+    return db.query(f"SELECT {keys}, {_SUMS} FROM {source}{where.sql()} "
+                    f"GROUP BY {keys} ORDER BY {order or keys}", where.params)
+
+
+def _month_after(month: str) -> str:
+    y, m = int(month[:4]), int(month[5:7])
+    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
+
+
+def _month_before(month: str) -> str:
+    y, m = int(month[:4]), int(month[5:7])
+    return f"{y - (m == 1):04d}-{(m - 2) % 12 + 1:02d}"
+
+
+def _day(day: str, delta: int) -> str:
+    return (date.fromisoformat(day) + timedelta(days=delta)).isoformat()
+
+
+def _whole_months(lo: str, hi: str) -> tuple[str, str] | None:
+    """The first and last month wholly inside days ``lo..hi``, if any."""
+    first = lo[:7] if lo.endswith("-01") else _month_after(lo[:7])
+    ends_a_month = hi == LAST_DAY or _day(hi, 1).endswith("-01")
+    last = hi[:7] if ends_a_month else _month_before(hi[:7])
+    return (first, last) if first <= last else None
+
+
+def _by_month(lo: str, hi: str) -> list[tuple[str, str, str, str]]:
+    months = _whole_months(lo, hi)
+    if months is None:
+        return [("stats_pair_day", "business_day", lo, hi)]
+    out = [("stats_pair_month", "month", *months)]
+    if lo < f"{months[0]}-01":
+        out.append(("stats_pair_day", "business_day", lo,
+                    _day(f"{months[0]}-01", -1)))
+    if hi[:7] != months[1]:
+        out.append(("stats_pair_day", "business_day",
+                    f"{_month_after(months[1])}-01", hi))
+    return out
+
+
+def _pair_segments(lo: str, hi: str) -> list[tuple[str, str, str, str]]:
+    """Days ``lo..hi`` as (table, column, from, to): whole years from the
+    yearly table, then whole months, then single days at the edges."""
+    first = lo[:4] if lo[5:] == "01-01" else f"{int(lo[:4]) + 1:04d}"
+    last = hi[:4] if hi[5:] == "12-31" else f"{int(hi[:4]) - 1:04d}"
+    if first > last:
+        return _by_month(lo, hi)
+    out = [("stats_pair_year", "year", first, last)]
+    if lo < f"{first}-01-01":
+        out += _by_month(lo, _day(f"{first}-01-01", -1))
+    if hi > f"{last}-12-31":
+        out += _by_month(_day(f"{last}-12-31", 1), hi)
+    return out
+
+
+def _by_pair(db: Database, f: StatsFilter) -> list[Row]:
+    selects, params = [], []
+    for table, column, lo, hi in _pair_segments(f.day_from or FIRST_DAY,
+                                                f.day_to or LAST_DAY):
+        where = (Where().cond(f"{column} >= ?", lo).cond(f"{column} <= ?", hi)
+                 .cond("(acquirer_city = ? OR issuer_city = ?)", f.city, f.city))
+        selects.append(f"SELECT acquirer_city, issuer_city, record_count, "
+                       f"amount_fen FROM {table}{where.sql()}")
+        params += where.params
+    keys = "acquirer_city, issuer_city"
+    return db.query(f"SELECT {keys}, {_SUMS} FROM ({' UNION ALL '.join(selects)})"
+                    f" t GROUP BY {keys} ORDER BY {keys}", params)
+
+
+def volume(db: Database, group: str, f: StatsFilter) -> list[Row]:
+    """Records and amounts per ``group`` (a key of GROUPS) under ``f``."""
     keys = ", ".join(GROUPS[group])
-    return db.query(f"SELECT {keys}, {_SUMS} FROM card_stats{where.sql()} "
-                    f"GROUP BY {keys} ORDER BY {keys}", where.params)
+    either = "(acquirer_city = ? OR issuer_city = ?)"
+    if f.scene is None and f.type is None:
+        if group == "pair":
+            return _by_pair(db, f)
+        if group == "day":
+            if f.city is None:
+                return _summed(db, keys, "stats_day", f.days())
+            return _summed(db, keys, "stats_city_day", f.days().eq("city", f.city))
+        if group in ("acquirer", "issuer") and f.city is None:
+            return [{GROUPS[group][0]: r["city"], "record_count": r["record_count"],
+                     "amount_fen": r["amount_fen"]}
+                    for r in _summed(db, "city", "stats_city_day",
+                                     f.days().eq("side", group))]
+    if group in ("scene", "type") and f.city is None:
+        return _summed(db, keys, "stats_scene_day",
+                       f.days().eq("scene", f.scene).eq("type", f.type))
+    return _summed(db, keys, "card_stats", f.days().eq("scene", f.scene)
+                   .eq("type", f.type).cond(either, f.city, f.city))
 
 
-def year_on_year(db: Database, year: int, where: Where) -> list[Row]:
+def year_on_year(db: Database, year: int, city: str | None) -> list[Row]:
     """Per month of ``year``: records and amounts, and those of the same month
-    a year before (同比)."""
-    where = (where.cond("business_day >= ?", f"{year - 1}-01-01")
-             .cond("business_day <= ?", f"{year}-12-31"))
-    rows = db.query(f"SELECT substr(business_day, 1, 7) AS month, {_SUMS} FROM "
-                    f"card_stats{where.sql()} GROUP BY substr(business_day, 1, 7)",
-                    where.params)
+    a year before (同比); ``city``: its records on either side."""
+    where = (Where().cond("business_day >= ?", f"{year - 1}-01-01")
+             .cond("business_day <= ?", f"{year}-12-31").eq("city", city))
+    month = "substr(business_day, 1, 7)"
+    rows = db.query(f"SELECT {month} AS month, {_SUMS} FROM "
+                    f"{'stats_day' if city is None else 'stats_city_day'}"
+                    f"{where.sql()} GROUP BY {month}", where.params)
     by_month = {r["month"]: r for r in rows}
     out = []
     for m in range(1, 13):
@@ -207,34 +316,34 @@ def year_on_year(db: Database, year: int, where: Where) -> list[Row]:
     return out
 
 
-def peak_days(db: Database, where: Where, limit: int) -> list[Row]:
+def peak_days(db: Database, f: StatsFilter, limit: int) -> list[Row]:
     """The busiest business days by records."""
-    return db.query(f"SELECT business_day, {_SUMS} FROM card_stats{where.sql()} "
-                    "GROUP BY business_day ORDER BY SUM(record_count) DESC, "
-                    "business_day DESC LIMIT ?", [*where.params, limit])
+    where = f.days()
+    return db.query(f"SELECT business_day, record_count, amount_fen FROM stats_day"
+                    f"{where.sql()} ORDER BY record_count DESC, business_day DESC "
+                    "LIMIT ?", [*where.params, limit])
 
 
-def ranking(db: Database, by: str, where: Where) -> list[Row]:
+def ranking(db: Database, by: str, f: StatsFilter) -> list[Row]:
     """Cities ranked by ``by`` (``amount_fen`` or ``record_count``) of their
     cross-city business: records they acquired (cards of other cities used
     there, 异地受理) plus records of their cards used elsewhere."""
-    sql = where.sql()
-    rows = db.query(
-        f"SELECT city, CAST(SUM(acq_n) AS BIGINT) AS acquired_count, "
-        f"CAST(SUM(acq_fen) AS BIGINT) AS acquired_fen, "
-        f"CAST(SUM(iss_n) AS BIGINT) AS issued_count, "
-        f"CAST(SUM(iss_fen) AS BIGINT) AS issued_fen FROM ("
-        f"SELECT acquirer_city AS city, record_count AS acq_n, amount_fen AS "
-        f"acq_fen, 0 AS iss_n, 0 AS iss_fen FROM card_stats{sql} UNION ALL "
-        f"SELECT issuer_city, 0, 0, record_count, amount_fen FROM card_stats{sql}"
-        f") t GROUP BY city", [*where.params, *where.params])
-    for r in rows:
+    rows: dict[str, Row] = {}
+    for r in _summed(db, "city, side", "stats_city_day", f.days()):
+        into = rows.setdefault(r["city"], {
+            "city": r["city"], "acquired_count": 0, "acquired_fen": 0,
+            "issued_count": 0, "issued_fen": 0})
+        side = "acquired" if r["side"] == "acquirer" else "issued"
+        into[f"{side}_count"] += int(r["record_count"])
+        into[f"{side}_fen"] += int(r["amount_fen"])
+    out = list(rows.values())
+    for r in out:
         r["record_count"] = r["acquired_count"] + r["issued_count"]
         r["amount_fen"] = r["acquired_fen"] + r["issued_fen"]
-    rows.sort(key=lambda r: (-r[by], r["city"]))
-    for rank, r in enumerate(rows, 1):
+    out.sort(key=lambda r: (-r[by], r["city"]))
+    for rank, r in enumerate(out, 1):
         r["rank"] = rank
-    return rows
+    return out
 
 
 def risk_alerts(db: Database, where: Where, limit: int, offset: int) -> Page:
@@ -299,8 +408,8 @@ def dashboard(db: Database, days: int = 30, latest_blocks: int = 10) -> Row:
         "risk_by_kind": db.query(
             "SELECT kind, COUNT(*) AS count, MAX(business_day) AS last_business_day "
             "FROM risk_alerts GROUP BY kind ORDER BY kind"),
-        "ranking": ranking(db, "amount_fen", Where())[:10],
-        "peak_days": peak_days(db, Where(), 5),
+        "ranking": ranking(db, "amount_fen", StatsFilter())[:10],
+        "peak_days": peak_days(db, StatsFilter(), 5),
     }
 
 

@@ -412,6 +412,50 @@ AMOUNT_SIGMAS, AMOUNT_MIN_RECORDS = 6, 100
 REPEAT_S = 10
 
 
+# The statistics tables: the finest (card_stats) and rollups, each summing the
+# same records at a coarser grain, so that a statistics read scans thousands of
+# rows rather than millions (projections.queries picks the table).
+_ROLLUPS = {
+    "card_stats": ("business_day", "acquirer_city", "issuer_city", "scene",
+                   "type"),
+    "stats_day": ("business_day",),
+    "stats_city_day": ("business_day", "city", "side"),
+    "stats_scene_day": ("business_day", "scene", "type"),
+    "stats_pair_month": ("month", "acquirer_city", "issuer_city"),
+    "stats_pair_year": ("year", "acquirer_city", "issuer_city"),
+    "stats_pair_day": ("business_day", "acquirer_city", "issuer_city"),
+}
+
+
+def add_stats(cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+    """Add ``(day, acquirer, issuer, scene, type, records, fen)`` rows to every
+    statistics table."""
+    def key(r: tuple[Any, ...], table: str) -> list[tuple[Any, ...]]:
+        day, acquirer, issuer, scene, kind = r[:5]
+        return {"card_stats": [r[:5]], "stats_day": [(day,)],
+                "stats_city_day": [(day, acquirer, "acquirer"),
+                                   (day, issuer, "issuer")],
+                "stats_scene_day": [(day, scene, kind)],
+                "stats_pair_month": [(day[:7], acquirer, issuer)],
+                "stats_pair_year": [(day[:4], acquirer, issuer)],
+                "stats_pair_day": [(day, acquirer, issuer)]}[table]
+
+    for table, columns in _ROLLUPS.items():
+        sums: dict[tuple[Any, ...], list[int]] = {}
+        for r in rows:
+            for k in key(r, table):
+                into = sums.setdefault(k, [0, 0])
+                into[0] += r[5]
+                into[1] += r[6]
+        marks = ", ".join("?" * (len(columns) + 2))
+        cur.executemany(
+            f"INSERT INTO {table} VALUES ({marks}) ON CONFLICT "
+            f"({', '.join(columns)}) DO UPDATE SET record_count = "
+            f"{table}.record_count + excluded.record_count, amount_fen = "
+            f"{table}.amount_fen + excluded.amount_fen",
+            [(*k, n, fen) for k, (n, fen) in sorted(sums.items())])
+
+
 def _epoch(time: str) -> int:
     return int(datetime.fromisoformat(time).timestamp())
 
@@ -422,7 +466,10 @@ class CardAnalytics(Projection):
     records behind each."""
 
     name = "card_analytics"
-    tables = ("risk_alerts", "scene_amounts", "card_stats", "card_facts")
+    tables = ("risk_alerts", "scene_amounts", "stats_pair_day", "stats_pair_month",
+              "stats_pair_year",
+              "stats_scene_day", "stats_city_day", "stats_day", "card_stats",
+              "card_facts")
     schema = """
     CREATE TABLE IF NOT EXISTS card_facts (
         batch_id TEXT NOT NULL, record_id TEXT NOT NULL, business_day TEXT NOT NULL,
@@ -438,6 +485,36 @@ class CardAnalytics(Projection):
         issuer_city TEXT NOT NULL, scene TEXT NOT NULL, type TEXT NOT NULL,
         record_count BIGINT NOT NULL, amount_fen BIGINT NOT NULL,
         PRIMARY KEY (business_day, acquirer_city, issuer_city, scene, type));
+    CREATE TABLE IF NOT EXISTS stats_day (
+        business_day TEXT PRIMARY KEY, record_count BIGINT NOT NULL,
+        amount_fen BIGINT NOT NULL);
+    CREATE TABLE IF NOT EXISTS stats_city_day (
+        business_day TEXT NOT NULL, city TEXT NOT NULL, side TEXT NOT NULL,
+        record_count BIGINT NOT NULL, amount_fen BIGINT NOT NULL,
+        PRIMARY KEY (business_day, city, side));
+    CREATE INDEX IF NOT EXISTS stats_city_day_city
+        ON stats_city_day (city, business_day);
+    CREATE TABLE IF NOT EXISTS stats_scene_day (
+        business_day TEXT NOT NULL, scene TEXT NOT NULL, type TEXT NOT NULL,
+        record_count BIGINT NOT NULL, amount_fen BIGINT NOT NULL,
+        PRIMARY KEY (business_day, scene, type));
+    CREATE TABLE IF NOT EXISTS stats_pair_month (
+        month TEXT NOT NULL, acquirer_city TEXT NOT NULL, issuer_city TEXT NOT NULL,
+        record_count BIGINT NOT NULL, amount_fen BIGINT NOT NULL,
+        PRIMARY KEY (month, acquirer_city, issuer_city));
+    CREATE TABLE IF NOT EXISTS stats_pair_year (
+        year TEXT NOT NULL, acquirer_city TEXT NOT NULL, issuer_city TEXT NOT NULL,
+        record_count BIGINT NOT NULL, amount_fen BIGINT NOT NULL,
+        PRIMARY KEY (year, acquirer_city, issuer_city));
+    CREATE TABLE IF NOT EXISTS stats_pair_day (
+        business_day TEXT NOT NULL, acquirer_city TEXT NOT NULL,
+        issuer_city TEXT NOT NULL, record_count BIGINT NOT NULL,
+        amount_fen BIGINT NOT NULL,
+        PRIMARY KEY (business_day, acquirer_city, issuer_city));
+    CREATE INDEX IF NOT EXISTS stats_pair_day_acquirer
+        ON stats_pair_day (acquirer_city, business_day);
+    CREATE INDEX IF NOT EXISTS stats_pair_day_issuer
+        ON stats_pair_day (issuer_city, business_day);
     CREATE TABLE IF NOT EXISTS scene_amounts (
         scene TEXT PRIMARY KEY, n BIGINT NOT NULL, total BIGINT NOT NULL,
         squares DOUBLE PRECISION NOT NULL);
@@ -464,13 +541,9 @@ class CardAnalytics(Projection):
             into = stats.setdefault((f[4], f[7], f[8]), [0, 0])
             into[0] += 1
             into[1] += f[9]
-        cur.executemany(
-            "INSERT INTO card_stats VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
-            "(business_day, acquirer_city, issuer_city, scene, type) DO UPDATE SET "
-            "record_count = card_stats.record_count + excluded.record_count, "
-            "amount_fen = card_stats.amount_fen + excluded.amount_fen",
-            [(day, acquirer, issuer, scene, kind, n, fen)
-             for (issuer, scene, kind), (n, fen) in sorted(stats.items())])
+        rows = [(day, acquirer, issuer, scene, kind, n, fen)
+                for (issuer, scene, kind), (n, fen) in sorted(stats.items())]
+        add_stats(cur, rows)
         self._unusual_amounts(cur, ev, facts)
         self._pairs(cur, ev, "impossible_travel", (
             "SELECT a.record_id AS a_record, a.acquirer_city AS a_city, "

@@ -123,7 +123,8 @@ def test_blocks_link_sign_and_carry_their_transactions(store_target: StoreTarget
             previous = block["hash"]
 
         for name, receipt in receipts.items():
-            caller = {"approve": CENTER, "clearing": CENTER, "dispute": "Shanghai",
+            caller = {"approve": CENTER, "clearing": CENTER, "arbitrate": CENTER,
+                      "dispute": "Shanghai", "blacklist": "Shanghai",
                       "confirm": "Taicang"}.get(name, "Kunshan")
             tx = _tx(node, receipt)
             proposal = tx["proposal"]

@@ -20,7 +20,7 @@ from api.deps import (
     blocking,
     scope_city,
 )
-from api.problems import COMMAND, COMMAND_ON, QUERY, READ
+from api.problems import COMMAND, COMMAND_ON, QUERY, READ, files
 from api.schemas import CommandResult, Day, Page, Request
 from api.statements import to_csv, to_pdf
 from chaincode.contract import Hash, Name, Text
@@ -98,7 +98,8 @@ async def list_settlements(p: CurrentIdentity, read: ReadDB, page: PageDep,
                                offset=found.offset)
 
 
-@router.get("/{business_day}/{city}", responses=QUERY,
+@router.get("/{business_day}/{city}", responses={**QUERY, **files(
+    "text/csv", "application/pdf")},
             response_model=StatementOut)
 async def get_statement(business_day: Day, city: Name, p: CurrentIdentity,
                         ledger: LedgerDep,

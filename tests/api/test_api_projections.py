@@ -248,11 +248,14 @@ def test_sqlite_and_postgres_agree(scenario: Path, pg_dsn: str,
                 lambda db: queries.disputes(db, Where(), 50, 0),
                 lambda db: queries.blacklist_since(db, -1, 50),
                 lambda db: queries.risk_alerts(db, Where(), 50, 0),
-                *(lambda db, g=g: queries.volume(db, g, Where())
+                *(lambda db, g=g: queries.volume(db, g, queries.StatsFilter())
                   for g in queries.GROUPS),
-                lambda db: queries.year_on_year(db, 2026, Where()),
-                lambda db: queries.peak_days(db, Where(), 5),
-                lambda db: queries.ranking(db, "amount_fen", Where()),
+                lambda db: queries.volume(db, "pair", queries.StatsFilter(
+                    "2026-11-01", "2026-11-30", city="Taicang")),
+                lambda db: queries.year_on_year(db, 2026, "Kunshan"),
+                lambda db: queries.peak_days(db, queries.StatsFilter(), 5),
+                lambda db: queries.ranking(db, "amount_fen",
+                                           queries.StatsFilter()),
             ]
             for read in reads:
                 assert read(lite) == read(pg)

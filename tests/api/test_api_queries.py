@@ -221,7 +221,8 @@ def test_system_endpoints(api: Api) -> None:
     status = api.get("/api/projections", KS_TERMINAL).json()
     assert set(status["positions"]) == {"identifiers", "code_schemes",
                                         "card_transactions", "clearing",
-                                        "card_blacklist", "blocks"}
+                                        "card_blacklist", "card_analytics",
+                                        "blocks"}
     problem(api.client.get("/api/nothing-here"), 404)
     problem(api.client.delete("/api/identifiers"), 405)
     docs = api.client.get("/docs")
