@@ -4,13 +4,15 @@ one JSON object: how long reporting took (not the target) and how long the
 clearing took from submit to commit, with the day's figures.
 
     python -m bench.clearing [--records 450000] [--cities 80] [--batch 10000]
-                             [--data-dir DIR]
+                             [--blacklisted 10000] [--data-dir DIR]
 
 The consortium has ``--cities`` member cities (a generated consortium file,
 ``$CITYUNION_CONSORTIUM``). Each batch comes from one acquirer city, its records
 issued by all the others in turn, with the scenes and types of real traffic mixed
-in; fee rules for every scene and party are in effect. The issue's target: a day
-of 450,000 records across 80 cities clears in under 10 s after the batches are in.
+in; fee rules for every scene and party are in effect; ``--blacklisted`` cards
+are on the blacklist, five of which rode that day (their records are flagged).
+The issue's target: a day of 450,000 records across 80 cities clears in under
+10 s after the batches are in.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def batch(acquirer: str, issuers: list[str], n: int, offset: int,
             "merkle_root": merkle_root(records)}
 
 
-def run(records: int, cities: int, size: int, data_dir: Path) -> dict[str, Any]:
+def run(records: int, cities: int, size: int, data_dir: Path,
+        blacklisted: int) -> dict[str, Any]:
     from ledger.connect import connect
     from network.consortium import load_consortium
 
@@ -90,6 +93,15 @@ def run(records: int, cities: int, size: int, data_dir: Path) -> dict[str, Any]:
                   end="", file=sys.stderr, flush=True)
         reported_in = time.perf_counter() - t0
         print(file=sys.stderr, flush=True)
+        # Lost cards: a few that rode that day (in a few batches), the rest not.
+        lost = [crypto.sm3_hex(f"card{k * 7919 % min(records, 200_000)}".encode())
+                for k in range(min(blacklisted, 5))]
+        lost += [crypto.sm3_hex(f"never-rode-{k}".encode())
+                 for k in range(blacklisted - len(lost))]
+        for i in range(0, len(lost), 1000):
+            conn.client(names[0]).submit("BlacklistCards", {"cards": [
+                {"card_id_hash": c, "reason": "lost", "since": f"{day}T00:00:00Z"}
+                for c in lost[i:i + 1000]]})
         t = time.perf_counter()
         result = center.submit("RunClearing", {"business_day": day}).result
         clearing_s = time.perf_counter() - t
@@ -105,7 +117,8 @@ def run(records: int, cities: int, size: int, data_dir: Path) -> dict[str, Any]:
                      "within_target": clearing_s < TARGET_S,
                      "records": result["records"], "gross_fen": result["gross_fen"],
                      "center_fee_fen": result["center_fee_fen"],
-                     "pairs": len(result["pairs"])}}
+                     "pairs": len(result["pairs"]), "blacklisted_cards": blacklisted,
+                     "flagged_records": len(result["flagged"])}}
 
 
 def main() -> None:
@@ -113,12 +126,15 @@ def main() -> None:
     p.add_argument("--records", type=int, default=450_000)
     p.add_argument("--cities", type=int, default=80)
     p.add_argument("--batch", type=int, default=10_000)
+    p.add_argument("--blacklisted", type=int, default=10_000,
+                   help="cards on the blacklist when the day is cleared")
     p.add_argument("--data-dir", type=Path, help="ledger directory (default: a "
                    "temporary one, removed afterwards)")
     a = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="cu-clearing-") as tmp:
         os.environ[CONSORTIUM_ENV] = str(consortium_file(Path(tmp), a.cities))
-        out = run(a.records, a.cities, a.batch, a.data_dir or Path(tmp) / "ledger")
+        out = run(a.records, a.cities, a.batch, a.data_dir or Path(tmp) / "ledger",
+                  a.blacklisted)
     print(json.dumps(out, indent=2))
 
 

@@ -42,8 +42,8 @@ FIRST_DAY = date(2025, 1, 1)
 
 # One row per (day, acquirer, issuer, scene, type) the records fall in, summed
 # in the database from generated records (never sent through Python). A record's
-# acquirer is skewed to the large cities; its issuer is a neighbour of the
-# acquirer four times in five.
+# acquirer is skewed to the large cities; its issuer is another city, one of the
+# acquirer's two neighbours four times in five.
 FILL = """
 INSERT INTO card_stats
 SELECT day, acquirer, issuer, scene, kind, COUNT(*), SUM(amount)
@@ -51,10 +51,10 @@ FROM (
   SELECT to_char(%(first)s::date + (random() * (%(days)s - 1))::int, 'YYYY-MM-DD')
            AS day,
          'C' || lpad(a::text, 3, '0') AS acquirer,
-         'C' || lpad((CASE WHEN random() < 0.8
-                       THEN (a + 1 + (random() * 2)::int - 1) %% %(cities)s
-                       ELSE (a + 1 + (random() * (%(cities)s - 2))::int)
-                            %% %(cities)s END + 1)::text, 3, '0') AS issuer,
+         'C' || lpad(((a - 1 + CASE WHEN random() < 0.8
+                                 THEN 1 + floor(random() * 2)::int
+                                 ELSE 1 + floor(random() * (%(cities)s - 1))::int
+                                 END) %% %(cities)s + 1)::text, 3, '0') AS issuer,
          (%(scenes)s::text[])[1 + floor(random() ^ 2 * 8)::int] AS scene,
          (%(kinds)s::text[])[CASE WHEN random() < 0.9 THEN 1
                           ELSE 2 + (random() * 0.99)::int END] AS kind,
@@ -62,7 +62,6 @@ FROM (
   FROM (SELECT 1 + (random() ^ 2 * (%(cities)s - 1))::int AS a
         FROM generate_series(1, %(records)s)) g
 ) r
-WHERE acquirer <> issuer
 GROUP BY day, acquirer, issuer, scene, kind
 """
 

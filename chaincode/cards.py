@@ -4,6 +4,7 @@ confirmed or disputed record by record by the issuer, cleared daily (清分结�
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -12,12 +13,15 @@ from pydantic import Field, field_validator
 
 from chaincode.blacklist import blacklist_of
 from chaincode.domain import (
+    PAYABLE,
+    Clearing,
     ClearingRun,
     FeeRule,
     RecordsOf,
     TransactionBatch,
     clear,
     combined,
+    flagged_in,
     rules_in_effect,
     settlement_statement,
 )
@@ -40,6 +44,13 @@ from chaincode.registry import (
     state_of,
 )
 from chaincode.stub import Stub, prefix_range
+from chaincode.summary import (
+    clear_summaries,
+    group_of,
+    may_hold_any,
+    probes,
+    summarise,
+)
 from network.consortium import load_consortium
 
 MAX_BATCH_RECORDS = 10_000
@@ -334,6 +345,8 @@ def report_batch(ctx: Context, a: ReportBatchArgs) -> dict[str, Any]:
     for key, value in index_writes:
         ctx.stub.put_state(key, value)
     ctx.stub.put_state(f"day~{a.business_day}~{batch_id}", str(batch_id).encode())
+    ctx.stub.put_state(f"{_SUMMARY}{batch_id}",
+                       canonical_json(summarise(acquirer, records)))
     ctx.session.save(batch)
     return {"id": str(batch_id), "count": batch.count, "amount_fen": batch.amount_fen}
 
@@ -345,6 +358,23 @@ def _issuer_batch(ctx: Context, batch_id: UUID) -> TransactionBatch:
     if ctx.caller.city not in load_consortium().city_names:
         raise Unauthorized("only an issuer city confirms or disputes records")
     return batch
+
+
+# A batch's summary (chaincode.summary) under ``sum~<batch id>``, and its
+# records that are not payable (in dispute or withdrawn) with their groups under
+# ``sumx~<batch id>``, rewritten whenever a record's status changes.
+_SUMMARY, _EXCLUDED = "sum~", "sumx~"
+
+
+def _save(ctx: Context, batch: TransactionBatch) -> None:
+    """Save the batch and the list of its records clearing must leave out."""
+    ctx.session.save(batch)
+    out = {rid: group_of(batch.records[rid])
+           for rid, status in sorted(batch.status.items()) if status not in PAYABLE}
+    if out:
+        ctx.stub.put_state(f"{_EXCLUDED}{batch.id}", canonical_json(out))
+    else:
+        ctx.stub.del_state(f"{_EXCLUDED}{batch.id}")
 
 
 @command("ConfirmTransactions", ConfirmArgs, Role.CITY_ADMIN)
@@ -360,7 +390,7 @@ def dispute_transactions(ctx: Context, a: DisputeArgs) -> dict[str, Any]:
     batch = _issuer_batch(ctx, a.batch_id)
     chosen = batch.dispute(ctx.caller.city, list(a.record_ids), a.reason,
                            str(ctx.caller))
-    ctx.session.save(batch)
+    _save(ctx, batch)
     return {"id": str(batch.id), "disputed": len(chosen)}
 
 
@@ -380,7 +410,7 @@ def respond_to_dispute(ctx: Context, a: DisputeResponseArgs) -> dict[str, Any]:
                                   "evidence (64 hex digits)", "evidence_sm3")
         chosen = batch.contest_dispute(ctx.caller.city, ids, a.evidence_sm3,
                                        a.note or "", by)
-    ctx.session.save(batch)
+    _save(ctx, batch)
     return {"id": str(batch.id), "response": a.response, "records": len(chosen)}
 
 
@@ -405,7 +435,7 @@ def arbitrate_dispute(ctx: Context, a: ArbitrateArgs) -> dict[str, Any]:
         ctx.stub.put_state(f"{_ADJUSTMENT_PREFIX}{batch.id}~{ctx.stub.get_tx_id()}",
                            canonical_json({"batch_id": str(batch.id),
                                            "record_ids": chosen}))
-    ctx.session.save(batch)
+    _save(ctx, batch)
     return {"id": str(batch.id), "decision": a.decision, "records": len(chosen),
             "adjustment": adjustment}
 
@@ -484,10 +514,9 @@ def run_clearing(ctx: Context, a: ClearingArgs) -> dict[str, Any]:
     _ensure_day_open(ctx, a.business_day)
     start, end = prefix_range(f"day~{a.business_day}~")
     batch_ids = [UUID(v.decode()) for _, v in ctx.stub.get_state_by_range(start, end)]
-    batches = [ctx.session.get(b, TransactionBatch, "batch") for b in batch_ids]
     rules = rules_in_effect(_fee_rules(ctx.stub), a.business_day)
     cities = load_consortium().city_names
-    day = clear(batches, cities, rules, blacklist_of(ctx.stub))
+    day = _clear_day(ctx, batch_ids, cities, rules)
     adjusted, adjustments = _adjustments(ctx)
     c = combined([day, *adjusted], cities)
     fields: dict[str, Any] = dict(
@@ -507,6 +536,35 @@ def run_clearing(ctx: Context, a: ClearingArgs) -> dict[str, Any]:
             "center_fee_fen": c.center_fee_fen, "fees_fen": c.fees_fen,
             "pairs": c.pairs, "cities": c.cities, "adjustments": adjustments,
             "flagged": c.flagged, "statements": statements}
+
+
+def _clear_day(ctx: Context, batch_ids: list[UUID], cities: tuple[str, ...],
+               rules: dict[tuple[str, str], Any]) -> Clearing:
+    """Clear a day's batches from their summaries (a batch reported before
+    summaries, from its records); the records of blacklisted cards are looked
+    for only in the batches whose Bloom filter may hold one."""
+    summarised: list[tuple[UUID, dict[str, Any], dict[str, list[Any]]]] = []
+    legacy: list[TransactionBatch] = []
+    for b in batch_ids:
+        raw = ctx.stub.get_state(f"{_SUMMARY}{b}")
+        if raw is None:
+            legacy.append(ctx.session.get(b, TransactionBatch, "batch"))
+            continue
+        out = ctx.stub.get_state(f"{_EXCLUDED}{b}")
+        summarised.append((b, json.loads(raw), json.loads(out) if out else {}))
+    blacklist = blacklist_of(ctx.stub)
+    flagged: list[dict[str, Any]] = []
+    if blacklist:
+        cards = [probes(card) for card in sorted(blacklist)]
+        for b, summary, _ in summarised:
+            if may_hold_any(summary, cards):
+                flagged += flagged_in(ctx.session.get(b, TransactionBatch, "batch"),
+                                      blacklist)
+    day = combined([clear_summaries([(s, x) for _, s, x in summarised], cities,
+                                    rules),
+                    clear(legacy, cities, rules, blacklist)], cities)
+    return replace(day, flagged=sorted(day.flagged + flagged, key=lambda f: (
+        f["batch_id"], f["record_id"])))
 
 
 QUERIES["GetBatch"] = (IdArgs, getter(TransactionBatch, "batch"))

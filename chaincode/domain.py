@@ -470,13 +470,8 @@ def clear(batches: Iterable[ClearedBatch], cities: Iterable[str],
             pair[4] += signed
             records += 1
             gross += amount
-            since = blacklist.get(rec["card_id_hash"]) if blacklist else None
-            if since is not None and _utc(rec["time"]) >= _utc(since):
-                flagged.append({"batch_id": str(batch.id), "record_id": rid,
-                                "card_id_hash": rec["card_id_hash"],
-                                "acquirer_city": acquirer, "issuer_city": issuer,
-                                "time": rec["time"],
-                                "blacklisted_at": since})
+        if blacklist:
+            flagged += flagged_in(batch, blacklist)
     positions = {c: gross_by[c] - fees_by[c] for c in names}
     center = sum(fees_by.values())
     return Clearing(
@@ -489,6 +484,23 @@ def clear(batches: Iterable[ClearedBatch], cities: Iterable[str],
         cities={c: {"gross_fen": gross_by[c], "fees_fen": fees_by[c],
                     "net_fen": positions[c]} for c in names},
         flagged=sorted(flagged, key=lambda f: (f["batch_id"], f["record_id"])))
+
+
+def flagged_in(batch: ClearedBatch, blacklist: Mapping[str, str]
+               ) -> list[dict[str, Any]]:
+    """The payable records of ``batch`` of a card in ``blacklist`` (card hash
+    -> the time from which it is blocked) at or after that time."""
+    out = []
+    for rid, rec in batch.records.items():
+        since = blacklist.get(rec["card_id_hash"])
+        if (since is not None and batch.status[rid] in PAYABLE
+                and _utc(rec["time"]) >= _utc(since)):
+            out.append({"batch_id": str(batch.id), "record_id": rid,
+                        "card_id_hash": rec["card_id_hash"],
+                        "acquirer_city": batch.acquirer_city,
+                        "issuer_city": rec["issuer_city"], "time": rec["time"],
+                        "blacklisted_at": since})
+    return out
 
 
 _PAIR_SUMS = ("records", "gross_fen", "acquirer_fee_fen", "issuer_fee_fen",

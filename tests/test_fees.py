@@ -26,6 +26,13 @@ from chaincode.domain import (
     rules_in_effect,
 )
 from chaincode.encoding import canonical_json
+from chaincode.summary import (
+    clear_summaries,
+    group_of,
+    may_hold_any,
+    probes,
+    summarise,
+)
 
 CITIES = ("Kunshan", "Shanghai", "Taicang", "Suzhou")
 CARDS = tuple(f"{i:064x}" for i in range(4))
@@ -202,3 +209,44 @@ def test_every_record_counts_once_across_the_run_and_its_adjustments(
     withdrawn = sum(s == "withdrawn" for b in bs for s in b.status.values())
     assert day.excluded == withdrawn + later.records
     assert {(f["batch_id"], f["record_id"]) for f in day.flagged} == flagged
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches(), fee_rules(), st.integers(1, 28))
+def test_clearing_summaries_equals_clearing_records(
+        bs: list[Batch], rules: list[dict[str, Any]], day: int) -> None:
+    """What RunClearing computes from batch summaries (groups of equal
+    records, the records not payable kept apart) is what it would compute
+    from the records."""
+    in_effect = rules_in_effect(rules, f"2026-01-{day:02d}")
+    parts = []
+    for b in bs:
+        records = [{**r, "record_id": rid} for rid, r in b.records.items()]
+        excluded = {rid: group_of(b.records[rid]) for rid, s in b.status.items()
+                    if s not in PAYABLE}
+        parts.append((summarise(b.acquirer_city, records), excluded))
+    assert clear_summaries(parts, CITIES, in_effect) == clear(bs, CITIES, in_effect)
+
+
+@settings(max_examples=100, deadline=None)
+@given(batches(), st.sets(st.sampled_from(CARDS)))
+def test_bloom_filter_never_misses_a_card(bs: list[Batch],
+                                          blacklisted: set[str]) -> None:
+    for b in bs:
+        summary = summarise(b.acquirer_city, list(b.records.values()))
+        held = {r["card_id_hash"] for r in b.records.values()}
+        for card in blacklisted & held:
+            assert may_hold_any(summary, [probes(card)])
+        if not blacklisted:
+            assert not may_hold_any(summary, [])
+
+
+def test_bloom_filter_of_a_full_batch_rarely_answers_maybe() -> None:
+    records = [{"issuer_city": "Kunshan", "amount_fen": 200,
+                "card_id_hash": canonical_json(i).hex().rjust(64, "0")}
+               for i in range(10_000)]
+    summary = summarise("Shanghai", records)
+    others = [probes(f"{i:064x}") for i in range(1_000_000, 1_010_000)]
+    false_positives = sum(may_hold_any(summary, [p]) for p in others)
+    assert false_positives < 100  # < 1% (about 0.2% expected)
+    assert len(summary["groups"]) == 1  # equal records: one group
