@@ -77,14 +77,19 @@ ROLLUPS = [
     f"{_SUMS} FROM card_stats GROUP BY business_day, issuer_city",
     f"INSERT INTO stats_scene_day SELECT business_day, scene, type, {_SUMS} "
     "FROM card_stats GROUP BY business_day, scene, type",
-    f"INSERT INTO stats_pair_month SELECT substr(business_day, 1, 7), "
-    f"acquirer_city, issuer_city, {_SUMS} FROM card_stats "
-    "GROUP BY substr(business_day, 1, 7), acquirer_city, issuer_city",
-    f"INSERT INTO stats_pair_year SELECT substr(business_day, 1, 4), "
-    f"acquirer_city, issuer_city, {_SUMS} FROM card_stats "
-    "GROUP BY substr(business_day, 1, 4), acquirer_city, issuer_city",
-    f"INSERT INTO stats_pair_day SELECT business_day, acquirer_city, issuer_city, "
-    f"{_SUMS} FROM card_stats GROUP BY business_day, acquirer_city, issuer_city",
+    # running totals per pair on every day with records, from its first day
+    "INSERT INTO stats_pair_total SELECT d.business_day, p.acquirer_city, "
+    "p.issuer_city, SUM(COALESCE(s.n, 0)) OVER w, SUM(COALESCE(s.fen, 0)) OVER w "
+    "FROM stats_day d JOIN (SELECT acquirer_city, issuer_city, MIN(business_day) "
+    "AS first FROM card_stats GROUP BY acquirer_city, issuer_city) p ON "
+    "d.business_day >= p.first LEFT JOIN (SELECT business_day, acquirer_city, "
+    "issuer_city, SUM(record_count) AS n, SUM(amount_fen) AS fen FROM card_stats "
+    "GROUP BY business_day, acquirer_city, issuer_city) s ON s.business_day = "
+    "d.business_day AND s.acquirer_city = p.acquirer_city AND s.issuer_city = "
+    "p.issuer_city WINDOW w AS (PARTITION BY p.acquirer_city, p.issuer_city "
+    "ORDER BY d.business_day) "
+    # day by day, as the projection writes them (a day's rows together)
+    "ORDER BY d.business_day, p.acquirer_city, p.issuer_city",
 ]
 
 

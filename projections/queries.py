@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from projections.db import Database, Row
@@ -171,17 +171,17 @@ def blacklist_since(db: Database, block: int, limit: int) -> list[Row]:
 
 # ------------------------------------------------------------ statistics, risk
 # Statistics read the rollups the card analytics projection keeps (projections.
-# views._ROLLUPS): per day; per day, city and side; per day, scene and type; per
-# year, month and day by pair; and the finest, per day, pair, scene and type.
-# Each read picks the coarsest table that answers it, and a range of days by
-# pair reads whole years and months from their tables and only the edges by
-# day, so a year of 80 cities' traffic is summed from thousands of rows.
+# views.add_stats): per day; per day, city and side; per day, scene and type;
+# running totals per pair; and the finest, per day, pair, scene and type. Each
+# read picks the coarsest table that answers it; any range of days by pair is
+# the difference of two days' running totals. So a year of 80 cities' traffic
+# is summed from thousands of rows, not millions.
 GROUPS = {"day": ("business_day",), "pair": ("acquirer_city", "issuer_city"),
           "scene": ("scene",), "type": ("type",),
           "acquirer": ("acquirer_city",), "issuer": ("issuer_city",)}
 _SUMS = ("CAST(SUM(record_count) AS BIGINT) AS record_count, "
          "CAST(SUM(amount_fen) AS BIGINT) AS amount_fen")
-FIRST_DAY, LAST_DAY = "0001-01-01", "9999-12-31"
+LAST_DAY = "9999-12-31"
 
 
 @dataclass(frozen=True)
@@ -206,69 +206,33 @@ def _summed(db: Database, keys: str, source: str, where: Where,
                     f"GROUP BY {keys} ORDER BY {order or keys}", where.params)
 
 
-def _month_after(month: str) -> str:
-    y, m = int(month[:4]), int(month[5:7])
-    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
-
-
-def _month_before(month: str) -> str:
-    y, m = int(month[:4]), int(month[5:7])
-    return f"{y - (m == 1):04d}-{(m - 2) % 12 + 1:02d}"
-
-
-def _day(day: str, delta: int) -> str:
-    return (date.fromisoformat(day) + timedelta(days=delta)).isoformat()
-
-
-def _whole_months(lo: str, hi: str) -> tuple[str, str] | None:
-    """The first and last month wholly inside days ``lo..hi``, if any."""
-    first = lo[:7] if lo.endswith("-01") else _month_after(lo[:7])
-    ends_a_month = hi == LAST_DAY or _day(hi, 1).endswith("-01")
-    last = hi[:7] if ends_a_month else _month_before(hi[:7])
-    return (first, last) if first <= last else None
-
-
-def _by_month(lo: str, hi: str) -> list[tuple[str, str, str, str]]:
-    months = _whole_months(lo, hi)
-    if months is None:
-        return [("stats_pair_day", "business_day", lo, hi)]
-    out = [("stats_pair_month", "month", *months)]
-    if lo < f"{months[0]}-01":
-        out.append(("stats_pair_day", "business_day", lo,
-                    _day(f"{months[0]}-01", -1)))
-    if hi[:7] != months[1]:
-        out.append(("stats_pair_day", "business_day",
-                    f"{_month_after(months[1])}-01", hi))
-    return out
-
-
-def _pair_segments(lo: str, hi: str) -> list[tuple[str, str, str, str]]:
-    """Days ``lo..hi`` as (table, column, from, to): whole years from the
-    yearly table, then whole months, then single days at the edges."""
-    first = lo[:4] if lo[5:] == "01-01" else f"{int(lo[:4]) + 1:04d}"
-    last = hi[:4] if hi[5:] == "12-31" else f"{int(hi[:4]) - 1:04d}"
-    if first > last:
-        return _by_month(lo, hi)
-    out = [("stats_pair_year", "year", first, last)]
-    if lo < f"{first}-01-01":
-        out += _by_month(lo, _day(f"{first}-01-01", -1))
-    if hi > f"{last}-12-31":
-        out += _by_month(_day(f"{last}-12-31", 1), hi)
-    return out
+def _last_day_with_records(db: Database, before: str, inclusive: bool
+                           ) -> str | None:
+    op = "<=" if inclusive else "<"
+    row = db.query(f"SELECT MAX(business_day) AS d FROM stats_day WHERE "
+                   f"business_day {op} ?", (before,))
+    return row[0]["d"] if row else None
 
 
 def _by_pair(db: Database, f: StatsFilter) -> list[Row]:
-    selects, params = [], []
-    for table, column, lo, hi in _pair_segments(f.day_from or FIRST_DAY,
-                                                f.day_to or LAST_DAY):
-        where = (Where().cond(f"{column} >= ?", lo).cond(f"{column} <= ?", hi)
-                 .cond("(acquirer_city = ? OR issuer_city = ?)", f.city, f.city))
-        selects.append(f"SELECT acquirer_city, issuer_city, record_count, "
-                       f"amount_fen FROM {table}{where.sql()}")
-        params += where.params
-    keys = "acquirer_city, issuer_city"
-    return db.query(f"SELECT {keys}, {_SUMS} FROM ({' UNION ALL '.join(selects)})"
-                    f" t GROUP BY {keys} ORDER BY {keys}", params)
+    """Per pair: its running totals at the range's last day with records, less
+    those at the last day with records before the range (stats_pair_total)."""
+    last = _last_day_with_records(db, f.day_to or LAST_DAY, True)
+    if last is None:
+        return []
+    before = (None if f.day_from is None
+              else _last_day_with_records(db, f.day_from, False))
+    where = (Where().cond("h.business_day = ?", last)
+             .cond("(h.acquirer_city = ? OR h.issuer_city = ?)", f.city, f.city)
+             .cond("h.record_count > COALESCE(l.record_count, 0)"))
+    return db.query(
+        "SELECT h.acquirer_city, h.issuer_city, h.record_count - "
+        "COALESCE(l.record_count, 0) AS record_count, h.amount_fen - "
+        "COALESCE(l.amount_fen, 0) AS amount_fen FROM stats_pair_total h "
+        "LEFT JOIN stats_pair_total l ON l.business_day = ? AND "
+        "l.acquirer_city = h.acquirer_city AND l.issuer_city = h.issuer_city"
+        f"{where.sql()} ORDER BY h.acquirer_city, h.issuer_city",
+        [before, *where.params])
 
 
 def volume(db: Database, group: str, f: StatsFilter) -> list[Row]:

@@ -421,9 +421,6 @@ _ROLLUPS = {
     "stats_day": ("business_day",),
     "stats_city_day": ("business_day", "city", "side"),
     "stats_scene_day": ("business_day", "scene", "type"),
-    "stats_pair_month": ("month", "acquirer_city", "issuer_city"),
-    "stats_pair_year": ("year", "acquirer_city", "issuer_city"),
-    "stats_pair_day": ("business_day", "acquirer_city", "issuer_city"),
 }
 
 
@@ -435,11 +432,11 @@ def add_stats(cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
         return {"card_stats": [r[:5]], "stats_day": [(day,)],
                 "stats_city_day": [(day, acquirer, "acquirer"),
                                    (day, issuer, "issuer")],
-                "stats_scene_day": [(day, scene, kind)],
-                "stats_pair_month": [(day[:7], acquirer, issuer)],
-                "stats_pair_year": [(day[:4], acquirer, issuer)],
-                "stats_pair_day": [(day, acquirer, issuer)]}[table]
+                "stats_scene_day": [(day, scene, kind)]}[table]
 
+    days = sorted({r[0] for r in rows})
+    new_days = [d for d in days if not cur.query(
+        "SELECT 1 FROM stats_day WHERE business_day = ?", (d,))]
     for table, columns in _ROLLUPS.items():
         sums: dict[tuple[Any, ...], list[int]] = {}
         for r in rows:
@@ -454,6 +451,35 @@ def add_stats(cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
             f"{table}.record_count + excluded.record_count, amount_fen = "
             f"{table}.amount_fen + excluded.amount_fen",
             [(*k, n, fen) for k, (n, fen) in sorted(sums.items())])
+    _add_running_totals(cur, rows, new_days)
+
+
+def _add_running_totals(cur: Cursor, rows: list[tuple[Any, ...]],
+                        new_days: list[str]) -> None:
+    """Keep ``stats_pair_total``: per pair, its records and amount from the
+    start up to each day that has records (every pair seen by then has a row
+    on every such day). A range of days by pair is then the totals at its last
+    day less those before its first: two days' rows, whatever the range."""
+    for day in new_days:  # a day's rows start as the day before's
+        cur.execute(
+            "INSERT INTO stats_pair_total SELECT ?, acquirer_city, issuer_city, "
+            "record_count, amount_fen FROM stats_pair_total WHERE business_day = "
+            "(SELECT MAX(business_day) FROM stats_pair_total WHERE "
+            "business_day < ?)", (day, day))
+    sums: dict[tuple[str, str, str], list[int]] = {}
+    for r in rows:
+        into = sums.setdefault((r[0], r[1], r[2]), [0, 0])
+        into[0] += r[5]
+        into[1] += r[6]
+    for (day, acquirer, issuer), (n, fen) in sorted(sums.items()):
+        # this day's and every later day's totals of the pair grow
+        cur.execute(
+            "INSERT INTO stats_pair_total SELECT business_day, ?, ?, ?, ? FROM "
+            "stats_day WHERE business_day >= ? ON CONFLICT (business_day, "
+            "acquirer_city, issuer_city) DO UPDATE SET record_count = "
+            "stats_pair_total.record_count + excluded.record_count, amount_fen = "
+            "stats_pair_total.amount_fen + excluded.amount_fen",
+            (acquirer, issuer, n, fen, day))
 
 
 def _epoch(time: str) -> int:
@@ -466,8 +492,7 @@ class CardAnalytics(Projection):
     records behind each."""
 
     name = "card_analytics"
-    tables = ("risk_alerts", "scene_amounts", "stats_pair_day", "stats_pair_month",
-              "stats_pair_year",
+    tables = ("risk_alerts", "scene_amounts", "stats_pair_total",
               "stats_scene_day", "stats_city_day", "stats_day", "card_stats",
               "card_facts")
     schema = """
@@ -498,23 +523,11 @@ class CardAnalytics(Projection):
         business_day TEXT NOT NULL, scene TEXT NOT NULL, type TEXT NOT NULL,
         record_count BIGINT NOT NULL, amount_fen BIGINT NOT NULL,
         PRIMARY KEY (business_day, scene, type));
-    CREATE TABLE IF NOT EXISTS stats_pair_month (
-        month TEXT NOT NULL, acquirer_city TEXT NOT NULL, issuer_city TEXT NOT NULL,
-        record_count BIGINT NOT NULL, amount_fen BIGINT NOT NULL,
-        PRIMARY KEY (month, acquirer_city, issuer_city));
-    CREATE TABLE IF NOT EXISTS stats_pair_year (
-        year TEXT NOT NULL, acquirer_city TEXT NOT NULL, issuer_city TEXT NOT NULL,
-        record_count BIGINT NOT NULL, amount_fen BIGINT NOT NULL,
-        PRIMARY KEY (year, acquirer_city, issuer_city));
-    CREATE TABLE IF NOT EXISTS stats_pair_day (
+    CREATE TABLE IF NOT EXISTS stats_pair_total (
         business_day TEXT NOT NULL, acquirer_city TEXT NOT NULL,
         issuer_city TEXT NOT NULL, record_count BIGINT NOT NULL,
         amount_fen BIGINT NOT NULL,
         PRIMARY KEY (business_day, acquirer_city, issuer_city));
-    CREATE INDEX IF NOT EXISTS stats_pair_day_acquirer
-        ON stats_pair_day (acquirer_city, business_day);
-    CREATE INDEX IF NOT EXISTS stats_pair_day_issuer
-        ON stats_pair_day (issuer_city, business_day);
     CREATE TABLE IF NOT EXISTS scene_amounts (
         scene TEXT PRIMARY KEY, n BIGINT NOT NULL, total BIGINT NOT NULL,
         squares DOUBLE PRECISION NOT NULL);

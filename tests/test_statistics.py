@@ -5,6 +5,7 @@ themselves."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -38,8 +39,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
 def _clear(db: Database) -> None:
     with db.transaction() as cur:
         for table in ("card_stats", "stats_day", "stats_city_day",
-                      "stats_scene_day", "stats_pair_month", "stats_pair_year",
-                      "stats_pair_day"):
+                      "stats_scene_day", "stats_pair_total"):
             cur.execute(f"DELETE FROM {table}")
 
 
@@ -68,18 +68,22 @@ def _expected(rows: list[tuple[Any, ...]], group: str,
              "amount_fen": fen} for k, (n, fen) in sorted(sums.items())]
 
 
-@settings(max_examples=150, deadline=None,
+@settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(records, st.sampled_from(sorted(GROUPS)), maybe_day, maybe_day,
        st.none() | st.sampled_from(SCENES), st.none() | st.sampled_from(TYPES),
-       st.none() | st.sampled_from(CITIES))
+       st.none() | st.sampled_from(CITIES), st.randoms(use_true_random=False))
 def test_every_statistic_equals_the_sum_of_its_records(
         db: Database, rows: list[tuple[Any, ...]], group: str, lo: str | None,
-        hi: str | None, scene: str | None, kind: str | None,
-        city: str | None) -> None:
+        hi: str | None, scene: str | None, kind: str | None, city: str | None,
+        order: random.Random) -> None:
+    """Batches arrive in any order of days (a late batch of an earlier day)."""
     _clear(db)
-    with db.transaction() as cur:
-        add_stats(cur, rows)
+    batches = [rows[i:i + 3] for i in range(0, len(rows), 3)]
+    order.shuffle(batches)
+    for batch in batches:
+        with db.transaction() as cur:
+            add_stats(cur, batch)
     f = StatsFilter(lo, hi, scene, kind, city)
     got = [{k: (int(v) if k in ("record_count", "amount_fen") else v)
             for k, v in r.items()} for r in queries.volume(db, group, f)]
@@ -95,3 +99,30 @@ def test_every_statistic_equals_the_sum_of_its_records(
         by_day = _expected(rows, "day", StatsFilter(lo, hi))
         assert [p["record_count"] for p in peaks] == sorted(
             (r["record_count"] for r in by_day), reverse=True)[:3]
+
+
+FEW_DAYS = DAYS[8:16]  # across the new year, so that ranges often meet records
+pair_records = st.lists(st.tuples(
+    st.sampled_from(FEW_DAYS), st.sampled_from(CITIES), st.sampled_from(CITIES),
+    st.just("metro"), st.just("purchase"), st.integers(1, 9),
+    st.integers(1, 10_000)).filter(lambda r: r[1] != r[2]), max_size=30)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pair_records, st.none() | st.sampled_from(FEW_DAYS),
+       st.none() | st.sampled_from(FEW_DAYS), st.none() | st.sampled_from(CITIES),
+       st.randoms(use_true_random=False))
+def test_pairs_over_any_range_from_running_totals(
+        db: Database, rows: list[tuple[Any, ...]], lo: str | None, hi: str | None,
+        city: str | None, order: random.Random) -> None:
+    _clear(db)
+    batches = [rows[i:i + 2] for i in range(0, len(rows), 2)]
+    order.shuffle(batches)
+    for batch in batches:
+        with db.transaction() as cur:
+            add_stats(cur, batch)
+    f = StatsFilter(lo, hi, city=city)
+    got = [{k: (int(v) if k in ("record_count", "amount_fen") else v)
+            for k, v in r.items()} for r in queries.volume(db, "pair", f)]
+    assert got == _expected(rows, "pair", f)
