@@ -143,8 +143,16 @@ def clearing_run(db: Database, business_day: str) -> Row | None:
                        (business_day,))
     if row is not None:
         row["positions"] = db.query(
-            "SELECT city, net_fen FROM clearing_positions WHERE business_day = ? "
-            "ORDER BY city", (business_day,))
+            "SELECT p.city, p.net_fen, s.gross_fen, s.fees_fen, s.status AS "
+            "settlement FROM clearing_positions p LEFT JOIN settlements s ON "
+            "s.business_day = p.business_day AND s.city = p.city WHERE "
+            "p.business_day = ? ORDER BY p.city", (business_day,))
+        row.update(db.query_one(
+            "SELECT center_fee_fen, adjustment_records, adjustment_fen, "
+            "flagged_records FROM clearing_figures WHERE business_day = ?",
+            (business_day,)) or dict.fromkeys(
+            ("center_fee_fen", "adjustment_records", "adjustment_fen",
+             "flagged_records"), 0))
     return row
 
 

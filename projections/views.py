@@ -309,8 +309,8 @@ class Clearing(Projection):
     """Daily clearing runs (清分) and each city's net position."""
 
     name = "clearing"
-    tables = ("clearing_flags", "settlements", "clearing_positions",
-              "clearing_runs")
+    tables = ("clearing_figures", "clearing_flags", "settlements",
+              "clearing_positions", "clearing_runs")
     schema = """
     CREATE TABLE IF NOT EXISTS clearing_runs (
         business_day TEXT PRIMARY KEY, id TEXT NOT NULL, batch_count INTEGER NOT NULL,
@@ -328,6 +328,10 @@ class Clearing(Projection):
         payment_reference TEXT, PRIMARY KEY (business_day, city));
     CREATE INDEX IF NOT EXISTS settlements_status
         ON settlements (status, confirm_by);
+    CREATE TABLE IF NOT EXISTS clearing_figures (
+        business_day TEXT PRIMARY KEY, center_fee_fen BIGINT NOT NULL,
+        adjustment_records INTEGER NOT NULL, adjustment_fen BIGINT NOT NULL,
+        flagged_records INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS clearing_flags (
         business_day TEXT NOT NULL, batch_id TEXT NOT NULL, record_id TEXT NOT NULL,
         card_id_hash TEXT NOT NULL, acquirer_city TEXT NOT NULL,
@@ -345,7 +349,12 @@ class Clearing(Projection):
         cur.executemany("INSERT INTO clearing_positions VALUES (?, ?, ?)",
                         [(d["business_day"], city, fen)
                          for city, fen in sorted(d["positions"].items())])
-        statements = d.get("statements") or {}  # none before settlement
+        adjustments = d.get("adjustments") or []  # none before settlement
+        cur.execute("INSERT INTO clearing_figures VALUES (?, ?, ?, ?, ?)", (
+            d["business_day"], d.get("center_fee_fen", 0),
+            sum(a["records"] for a in adjustments),
+            sum(a["gross_fen"] for a in adjustments), len(d.get("flagged") or [])))
+        statements = d.get("statements") or {}
         figures = d.get("cities") or {}
         confirm_by = (date.fromisoformat(d["business_day"])
                       + timedelta(days=CONFIRM_WITHIN_DAYS)).isoformat()

@@ -25,7 +25,10 @@ class ClearingRunCreate(Request):
 
 class PositionOut(BaseModel):
     city: str
-    net_fen: int
+    net_fen: int  # after fees; with the center's fee income, they sum to zero
+    gross_fen: int | None  # owed to the city less owed by it (runs with fees)
+    fees_fen: int | None  # the city's fees to the center
+    settlement: str | None  # pending, confirmed or completed
 
 
 class ClearingRunOut(BaseModel):
@@ -41,6 +44,10 @@ class ClearingRunOut(BaseModel):
 
 class ClearingRunDetail(ClearingRunOut):
     positions: list[PositionOut]
+    center_fee_fen: int
+    adjustment_records: int  # records of earlier days cleared in this run
+    adjustment_fen: int
+    flagged_records: int  # records of blacklisted cards
 
 
 @router.post("", status_code=201, responses=COMMAND)
@@ -66,7 +73,8 @@ async def list_runs(_: CurrentIdentity, read: ReadDB, page: PageDep,
 @router.get("/{business_day}", responses=READ_ONE)
 async def get_run(business_day: Day, _: CurrentIdentity,
                   read: ReadDB) -> ClearingRunDetail:
-    """One day's run with each city's net position (they sum to zero)."""
+    """One day's run: each city's net position, gross, fees and settlement
+    status; the center's fee income; adjustments; flagged records."""
     row = await read.one(queries.clearing_run, business_day, "clearing run for",
                          "business_day")
     return ClearingRunDetail.model_validate(row)

@@ -1,13 +1,13 @@
 """Fee rules (服务价格): the center publishes a versioned rule per scene and
-party. (Reading the versions goes through the contract's GetFeeRules for now;
-a projection and list endpoint are still to come.)"""
+party; every member reads every version (from the ledger: GetFeeRules)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 
-from api.deps import CommandsDep
-from api.problems import COMMAND
+from api.deps import CommandsDep, CurrentIdentity, LedgerDep, blocking
+from api.problems import COMMAND, QUERY
 from api.schemas import CommandResult, Day, Request
 from chaincode.cards import FeeFen, Party, RateBps, Scene
 
@@ -29,3 +29,26 @@ async def publish_fee_rule(body: FeeRuleCreate,
     """PublishFeeRule (center admin): a new version of the fee a party pays per
     record of a scene, from its effective business day."""
     return await commands.submit("PublishFeeRule", body.model_dump(mode="json"))
+
+
+class FeeRuleOut(BaseModel):
+    id: str
+    scene: str
+    party: str
+    rate_bps: int
+    min_fee_fen: int
+    max_fee_fen: int
+    effective_day: str
+    rule_version: int
+
+
+class FeeRules(BaseModel):
+    rules: list[FeeRuleOut]
+
+
+@router.get("", responses=QUERY)
+async def list_fee_rules(p: CurrentIdentity, ledger: LedgerDep) -> FeeRules:
+    """Every version of every fee rule, by scene, party and effective day (a
+    version is in effect from its day until a later one's)."""
+    got = await blocking(ledger.ledger_for(p).evaluate, "GetFeeRules", {})
+    return FeeRules.model_validate(got)

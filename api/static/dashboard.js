@@ -165,7 +165,8 @@ function render(s) {
   $("clearing-note").textContent = run
     ? `Summed over every cleared day. Latest run ${run.business_day}: ` +
       `${run.record_count} records in ${run.batch_count} batch(es), ` +
-      `${run.excluded_disputed} disputed excluded, gross ${yuan(run.gross_fen)} yuan.`
+      `${run.excluded_disputed} disputed excluded, gross ${yuan(run.gross_fen)} yuan, ` +
+      `fees to the center ${yuan(run.center_fee_fen)} yuan.`
     : "No clearing run yet.";
 
   table("settlements", ["business day", "pending", "confirmed", "completed",

@@ -17,9 +17,11 @@ from apikit import (
     KS_TRANSPORT,
     SH_ADMIN,
     Api,
+    name,
+    new_day,
     problem,
 )
-from helpers import unique_hash
+from helpers import card_record, unique_hash
 
 from chaincode.encoding import canonical_json, sm3_hex
 from ledger import crypto
@@ -149,3 +151,31 @@ def test_blacklist_delta_is_sealed_and_checks_offline(api: Api) -> None:
     problem(api.post("/api/card-blacklist", {"cards": [{
         "card_id_hash": card, "reason": "lost", "since": "2031-01-01T08:00:00Z"}]},
         SH_ADMIN), 409, "cards.0.card_id_hash")
+
+
+def test_fees_in_the_run_and_every_rule_version_listed(api: Api) -> None:
+    # parking: no other API test's records are parking, so its fees stay here
+    day = new_day()
+    api.ok("/api/card-batches", {"business_day": day, "records": [{
+        **card_record(name("p"), "Shanghai", 10_000), "scene": "parking"}]},
+        KS_ADMIN)
+    for bps in (30, 40):  # two versions: the later one is in effect
+        effective = day if bps == 40 else "2030-12-31"
+        r = api.post("/api/fee-rules", {
+            "scene": "parking", "party": "acquirer", "rate_bps": bps,
+            "min_fee_fen": 0, "max_fee_fen": 10_000, "effective_day": effective},
+            CENTER_ADMIN)
+        assert r.status_code in (201, 409), r.text  # 2030-12-31: maybe already
+    api.ok("/api/clearing-runs", {"business_day": day}, CENTER_ADMIN)
+    api.sync()
+    run = api.get(f"/api/clearing-runs/{day}", KS_ADMIN).json()
+    assert run["center_fee_fen"] == 40  # 0.4% of 100.00 yuan, the acquirer's
+    kunshan = next(p for p in run["positions"] if p["city"] == "Kunshan")
+    assert (kunshan["gross_fen"], kunshan["fees_fen"], kunshan["net_fen"]) == (
+        10_000, 40, 9_960)
+    assert kunshan["settlement"] == "pending"
+    assert sum(p["net_fen"] for p in run["positions"]) + run["center_fee_fen"] == 0
+    rules = api.get("/api/fee-rules", KS_TRANSPORT).json()["rules"]
+    mine = {(r["effective_day"], r["rate_bps"]) for r in rules
+            if (r["scene"], r["party"]) == ("parking", "acquirer")}
+    assert (day, 40) in mine
