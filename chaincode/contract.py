@@ -1,7 +1,7 @@
 """The cityunion contract: every family's commands and queries in one registry.
 
 The contract grows by family, one module each (``identifiers``, ``codes``,
-``cards``, ``settlement``, ``blacklist``, ``audit``), all registering into
+``issuing``, ``cards``, ``settlement``, ``blacklist``, ``audit``), all registering into
 ``chaincode.registry``; importing this module registers them all, and
 ``invoke`` is what a ledger runs (the embedded node and the chaincode server
 alike).
@@ -9,7 +9,15 @@ alike).
 
 from __future__ import annotations
 
-from chaincode import audit, blacklist, cards, codes, identifiers, settlement
+from chaincode import (
+    audit,
+    blacklist,
+    cards,
+    codes,
+    identifiers,
+    issuing,
+    settlement,
+)
 from chaincode.cards import MAX_BATCH_RECORDS, CardRecord, card_leaf
 from chaincode.identifiers import derive_identifier_id
 from chaincode.registry import (
@@ -30,7 +38,7 @@ from chaincode.registry import (
     query,
 )
 
-FAMILIES = (identifiers, codes, cards, settlement, blacklist, audit)
+FAMILIES = (identifiers, codes, issuing, cards, settlement, blacklist, audit)
 
 __all__ = ["COMMANDS", "EVENT_NAME", "FAMILIES", "MAX_BATCH_RECORDS", "QUERIES",
            "Args", "CardRecord", "Ciphertext", "CodeType", "Context", "Day", "Hash",

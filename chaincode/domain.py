@@ -677,3 +677,94 @@ def scheme_checks(department: Department | None, code_type: str,
         "duplicate": covering_scheme is None,
         "sharing": bool(commitment),
     }
+
+
+# ------------------------------------------------------------- city QR codes
+KEY_LEVELS = ("root", "institution", "user")
+
+
+class IssuerKey(LedgerAggregate):
+    """An SM2 key certified for the city QR code (center root → a city's
+    institution key → its departments' and users' keys), by the SM3 fingerprint
+    of its X.509 certificate. Revoked keys, and keys they certified, sign no
+    valid code; a rotated key is replaced by a newer one of the same holder."""
+
+    @staticmethod
+    def create_id(fingerprint: str, **_: Any) -> UUID:
+        return derive_id("issuerkey", fingerprint)
+
+    @event("Certified")
+    def __init__(self, fingerprint: str, level: str, city: str, holder: str,
+                 issuer_fingerprint: str, certificate: str, not_before: str,
+                 not_after: str, certified_by: str) -> None:
+        self.fingerprint = fingerprint
+        self.level = level
+        self.city = city
+        self.holder = holder
+        self.issuer_fingerprint = issuer_fingerprint
+        self.certificate = certificate
+        self.not_before = not_before
+        self.not_after = not_after
+        self.certified_by = certified_by
+        self.status = "active"
+
+    def _ensure_active(self) -> None:
+        if self.status != "active":
+            raise Conflict(f"key {self.fingerprint} is already {self.status}",
+                           field="fingerprint")
+
+    def revoke(self, reason: str, by: str) -> None:
+        self._ensure_active()
+        self._revoked(reason=reason, revoked_by=by)
+
+    @event("Revoked")
+    def _revoked(self, reason: str, revoked_by: str) -> None:
+        self.status = "revoked"
+
+    def rotate(self, successor: str, by: str) -> None:
+        self._ensure_active()
+        self._rotated(successor=successor, rotated_by=by)
+
+    @event("Rotated")
+    def _rotated(self, successor: str, rotated_by: str) -> None:
+        self.status = "rotated"
+
+
+class GuideUrl(LedgerAggregate):
+    """The URL a code scheme's codes lead to (URL备案), filed by the scheme's
+    department and approved or rejected by its city or the center."""
+
+    @staticmethod
+    def create_id(scheme_id: str, url: str, **_: Any) -> UUID:
+        return derive_id("guideurl", scheme_id, url)
+
+    @event("Filed")
+    def __init__(self, scheme_id: str, city: str, department: str, url: str,
+                 filed_by: str) -> None:
+        self.scheme_id = scheme_id
+        self.city = city
+        self.department = department
+        self.url = url
+        self.filed_by = filed_by
+        self.status = "filed"
+
+    def _ensure_filed(self) -> None:
+        if self.status != "filed":
+            raise Conflict(f"guide URL {self.url} is already {self.status}",
+                           field="url_id")
+
+    def approve(self, by: str) -> None:
+        self._ensure_filed()
+        self._approved(approved_by=by)
+
+    @event("Approved")
+    def _approved(self, approved_by: str) -> None:
+        self.status = "approved"
+
+    def reject(self, reason: str, by: str) -> None:
+        self._ensure_filed()
+        self._rejected(reason=reason, rejected_by=by)
+
+    @event("Rejected")
+    def _rejected(self, reason: str, rejected_by: str) -> None:
+        self.status = "rejected"

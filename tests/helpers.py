@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from chaincode.errors import ContractError, NotFound
 from chaincode.merkle import merkle_root
 from ledger import crypto
 from ledger.connect import EmbeddedConnection
+from ledger.crypto import x509
 from ledger.embedded import EmbeddedLedger, EmbeddedNode
 from ledger.protocol import (
     CommittedEvent,
@@ -240,6 +241,65 @@ def register_departments(ids: Clients[Any]) -> None:
             f"tests need {list(duties)}")
 
 
+# ------------------------------------------------------------ issuer keys
+ROOT_SUBJECT = {"common_name": "CityUnion Root", "organization_name": "Center",
+                "country_name": "CN"}
+KUNSHAN = {"common_name": "Kunshan code issuer", "organization_name": "Kunshan",
+           "country_name": "CN"}
+Signed = tuple[bytes, x509.Certificate]  # a private key and its certificate
+
+
+def certificate(subject: dict[str, str], issuer: Signed | None, ca: bool = False,
+                days: int = 365) -> Signed:
+    """A new key and its certificate, valid from yesterday for ``days``, signed
+    by ``issuer`` (None: self-signed)."""
+    private, public = crypto.get_backend().sm2_generate()
+    start = datetime.now(UTC) - timedelta(days=1)
+    signer = issuer or (private, None)
+    cert = x509.issue(subject, public, issuer[1].subject if issuer else subject,
+                      signer[0], issuer[1].public_key if issuer else public,
+                      secrets.randbelow(1 << 64) + 1, start,
+                      start + timedelta(days=days), ca=ca,
+                      path_length=(1 if issuer is None else 0) if ca else None)
+    return private, cert
+
+
+@dataclass
+class IssuerKeys:
+    root_private: bytes
+    root: x509.Certificate
+    institution: Signed = (b"", None)  # type: ignore[assignment]
+
+    @property
+    def signed_root(self) -> Signed:
+        return self.root_private, self.root
+
+
+_ISSUER_KEYS: dict[int, IssuerKeys] = {}
+
+
+def issuer_keys(ids: Clients[Any]) -> IssuerKeys:
+    """The ledger's root key and Kunshan's institution key (certified the first
+    time a test asks, then shared by every test on the ledger)."""
+    keys = _ISSUER_KEYS.get(id(ids.conn))
+    if keys is None:
+        keys = IssuerKeys(*certificate(ROOT_SUBJECT, None, ca=True))
+        ids(CENTER, "admin").submit("CertifyIssuerKey", {
+            "level": "root", "certificate_pem": keys.root.pem})
+        keys.institution = certify_institution(ids, keys, "Kunshan")
+        _ISSUER_KEYS[id(ids.conn)] = keys
+    return keys
+
+
+def certify_institution(ids: Clients[Any], keys: IssuerKeys, city: str) -> Signed:
+    """Certify a new institution key of ``city`` under the root."""
+    signed = certificate({**KUNSHAN, "common_name": f"{city} code issuer",
+                          "organization_name": city}, keys.signed_root, ca=True)
+    ids(CENTER, "admin").submit("CertifyIssuerKey", {
+        "level": "institution", "certificate_pem": signed[1].pem})
+    return signed
+
+
 @dataclass
 class World:
     """A ledger prepared so that every command has a valid target, under natural
@@ -265,6 +325,7 @@ class World:
     scope: str = ""
     batch: str = ""
     records: list[dict[str, Any]] = field(default_factory=list)
+    approved: str = ""
     settled_day: str = ""
     settlement_keys: dict[str, bytes] = field(default_factory=dict)
     disputed_batch: str = ""
@@ -322,6 +383,43 @@ class World:
                 "ConfirmSettlement", self.confirmation("Shanghai", day))
             self.settled_day = day
         return self.settled_day
+
+    def issuer_keys(self) -> IssuerKeys:
+        return issuer_keys(self.ids)
+
+    def user_key(self, holder: str = "transport") -> str:
+        """Certify a new user key of Kunshan's; its fingerprint."""
+        if self.ids is None:
+            return "ab" * 32
+        keys = self.issuer_keys()
+        _, cert = certificate({**KUNSHAN, "organizational_unit_name": holder},
+                              keys.institution)
+        self.ids("Kunshan", "admin").submit("CertifyUserKey", {
+            "certificate_pem": cert.pem})
+        return cert.fingerprint
+
+    def approved_scheme(self) -> str:
+        """A code scheme of Kunshan transport's, approved (made when first
+        asked)."""
+        if self.ids is None:
+            return "7" * 32
+        if not self.approved:
+            scheme = self.ids("Kunshan", "transport").submit("ApplyCodeScheme", {
+                "application_name": self.unique("bus-pass"), "code_type": "transport",
+                "scope": self.unique("bus"), "data_sharing_commitment": True}
+                ).result["id"]
+            self.ids("Kunshan", "admin").submit("ApproveCodeScheme",
+                                                {"scheme_id": scheme})
+            self.approved = scheme
+        return self.approved
+
+    def filed_url(self) -> str:
+        """A guide URL filed for the approved scheme, not yet decided."""
+        if self.ids is None:
+            return "8" * 32
+        return str(self.ids("Kunshan", "transport").submit("FileGuideUrl", {
+            "scheme_id": self.approved_scheme(),
+            "url": f"https://code.kunshan.example/{unique_tag()}"}).result["id"])
 
     def disputes(self) -> str:
         """A batch of Kunshan's, on a day of its own, whose records d1 and d2
@@ -412,6 +510,23 @@ VALID: dict[str, tuple[tuple[str, str], Callable[[World], dict[str, Any]]]] = {
     "BlacklistCards": (("Kunshan", "admin"), lambda w: {"cards": [{
         "card_id_hash": unique_hash(), "reason": "lost",
         "since": "2026-11-20T09:30:00Z"}]}),
+    "CertifyIssuerKey": ((CENTER, "admin"), lambda w: {
+        "level": "institution", "certificate_pem": (certificate(
+            {**KUNSHAN, "organization_name": "Taicang"},
+            w.issuer_keys().signed_root, ca=True)[1].pem
+            if w.ids is not None else "x")}),
+    "CertifyUserKey": (("Kunshan", "admin"), lambda w: {
+        "certificate_pem": certificate(
+            {**KUNSHAN, "organizational_unit_name": w.unique("app")},
+            w.issuer_keys().institution)[1].pem if w.ids is not None else "x"}),
+    "RevokeIssuerKey": ((CENTER, "admin"), lambda w: {
+        "fingerprint": w.user_key("revoked-app"), "reason": "device lost"}),
+    "FileGuideUrl": (("Kunshan", "transport"), lambda w: {
+        "scheme_id": w.approved_scheme(),
+        "url": f"https://code.kunshan.example/{w.unique('u')}"}),
+    "ApproveGuideUrl": (("Kunshan", "admin"), lambda w: {"url_id": w.filed_url()}),
+    "RejectGuideUrl": ((CENTER, "admin"), lambda w: {
+        "url_id": w.filed_url(), "reason": "not a government domain"}),
     # ferry/acquirer: no other test publishes it, and no test's records are ferry
     "PublishFeeRule": ((CENTER, "admin"), lambda w: {
         "scene": "ferry", "party": "acquirer", "rate_bps": 30, "min_fee_fen": 1,

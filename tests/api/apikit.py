@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
-from helpers import card_record, unique_hash
+from helpers import Clients, card_record, unique_hash
 from httpx import Response
 
 from api.deps import Runtime
@@ -149,6 +149,23 @@ class Api:
                                             "records": records}, who)
         return str(out["result"]["id"]), records, day
 
+
+    @property
+    def clients(self) -> Clients[Any]:
+        """Clients of this API's ledger, for what the API cannot make (keys)."""
+        return Clients(self.runtime.gateway.connection)
+
+    def approved_scheme(self) -> str:
+        scheme = self.scheme()
+        self.ok(f"/api/code-schemes/{scheme}/approve", {}, KS_ADMIN, 200)
+        return scheme
+
+    def guide_url(self) -> str:
+        """A guide URL filed by Kunshan transport, not decided."""
+        return str(self.ok("/api/guide-urls", {
+            "scheme_id": self.approved_scheme(),
+            "url": f"https://code.kunshan.example/{name('u')}"},
+            KS_TRANSPORT)["result"]["id"])
 
     def disputed(self, contested: bool = False) -> tuple[str, str]:
         """A Kunshan batch with one Shanghai record that Shanghai disputed (and

@@ -22,7 +22,7 @@ from apikit import (
     new_day,
     problem,
 )
-from helpers import card_record, unique_hash
+from helpers import KUNSHAN, card_record, certificate, issuer_keys, unique_hash
 
 from api.gateway import allowed_roles
 from api.tokens import Principal
@@ -51,6 +51,14 @@ def _completion(api: Api) -> Call:
            api.confirmation(day, api.settlement_key()), KS_ADMIN)
     return (f"/api/settlements/{day}/Kunshan/completion",
             {"payment_reference": "CNAPS-1"})
+
+
+def _user_key(api: Api) -> str:
+    """A Kunshan user key certified by its city admin: its fingerprint."""
+    _, cert = certificate({**KUNSHAN, "organizational_unit_name": name("app")},
+                          issuer_keys(api.clients).institution)
+    api.ok("/api/issuer-keys/users", {"certificate_pem": cert.pem}, KS_ADMIN)
+    return cert.fingerprint
 
 
 # For each command: (path, body) that the allowed roles of ROLES can perform,
@@ -102,6 +110,23 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
         lambda day: (f"/api/settlements/{day}/confirmation",
                      api.confirmation(day, api.settlement_key())))(api.cleared_day()),
     "CompleteSettlement": lambda api: _completion(api),
+    "CertifyIssuerKey": lambda api: ("/api/issuer-keys", {
+        "level": "institution", "certificate_pem": certificate(
+            {**KUNSHAN, "organization_name": "Taicang"},
+            issuer_keys(api.clients).signed_root, ca=True)[1].pem}),
+    "CertifyUserKey": lambda api: ("/api/issuer-keys/users", {
+        "certificate_pem": certificate(
+            {**KUNSHAN, "organizational_unit_name": name("app")},
+            issuer_keys(api.clients).institution)[1].pem}),
+    "RevokeIssuerKey": lambda api: (
+        f"/api/issuer-keys/{_user_key(api)}/revoke", {"reason": "lost"}),
+    "FileGuideUrl": lambda api: ("/api/guide-urls", {
+        "scheme_id": api.approved_scheme(),
+        "url": f"https://code.kunshan.example/{name('u')}"}),
+    "ApproveGuideUrl": lambda api: (
+        f"/api/guide-urls/{api.guide_url()}/approve", {}),
+    "RejectGuideUrl": lambda api: (
+        f"/api/guide-urls/{api.guide_url()}/reject", {"reason": "test"}),
     "BlacklistCards": lambda api: ("/api/card-blacklist", {"cards": [{
         "card_id_hash": unique_hash(), "reason": "lost",
         "since": "2031-01-01T00:00:00Z"}]}),

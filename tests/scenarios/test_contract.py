@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from helpers import (
     CENTER,
     CITIES,
+    KUNSHAN,
     OPTIONAL,
     TIME,
     VALID,
@@ -25,6 +27,7 @@ from helpers import (
     World,
     batch_args,
     card_record,
+    certificate,
     event_types,
     fresh_day,
     identifier_args,
@@ -45,6 +48,8 @@ from chaincode.errors import (
 )
 from chaincode.identity import Role
 from chaincode.merkle import merkle_root
+from ledger import crypto
+from ledger.crypto import x509
 from ledger.protocol import Ledger, Receipt
 
 Args = dict[str, Any]
@@ -71,6 +76,12 @@ ALLOWED: dict[str, frozenset[Role]] = {
     "ConfirmSettlement": frozenset({Role.CITY_ADMIN}),
     "CompleteSettlement": frozenset({Role.CENTER_ADMIN}),
     "BlacklistCards": frozenset({Role.CITY_ADMIN}),
+    "CertifyIssuerKey": frozenset({Role.CENTER_ADMIN}),
+    "CertifyUserKey": frozenset({Role.CITY_ADMIN}),
+    "RevokeIssuerKey": frozenset({Role.CENTER_ADMIN, Role.CITY_ADMIN}),
+    "FileGuideUrl": frozenset({Role.DEPARTMENT}),
+    "ApproveGuideUrl": frozenset({Role.CITY_ADMIN, Role.CENTER_ADMIN}),
+    "RejectGuideUrl": frozenset({Role.CITY_ADMIN, Role.CENTER_ADMIN}),
 }
 
 
@@ -182,6 +193,15 @@ def _root_of(*records: tuple[Any, ...]) -> Callable[[World], str]:
 
 
 MISSING = str(uuid.UUID(int=7))
+
+
+def _expired(w: World) -> str:
+    """A Kunshan user certificate whose validity ended a month ago."""
+    private, cert = w.issuer_keys().institution
+    _, public = crypto.get_backend().sm2_generate()
+    start = datetime.now(UTC) - timedelta(days=60)
+    return x509.issue(KUNSHAN, public, cert.subject, private, cert.public_key, 77,
+                      start, start + timedelta(days=30)).pem
 REJECTIONS: list[tuple[str, str, Caller, Callable[[World], Args],
                        type[ContractError], str | None, str]] = [
     # -- who may act on what (beyond roles)
@@ -322,6 +342,51 @@ REJECTIONS: list[tuple[str, str, Caller, Callable[[World], Args],
     ("complete-not-a-member", "CompleteSettlement", (CENTER, "admin"),
      _with("CompleteSettlement", city="Beijing"), InvalidArgument, "city",
      "not a member city"),
+    # -- issuer keys and guide URLs (World.issuer_keys, approved_scheme)
+    ("institution-key-not-signed-by-root", "CertifyIssuerKey", (CENTER, "admin"),
+     lambda w: {"level": "institution", "certificate_pem": certificate(
+         {**KUNSHAN, "organization_name": "Taicang"}, None, ca=True)[1].pem},
+     Unauthorized, "certificate_pem", "not signed by the root key"),
+    ("institution-key-of-a-non-member", "CertifyIssuerKey", (CENTER, "admin"),
+     lambda w: {"level": "institution", "certificate_pem": certificate(
+         {**KUNSHAN, "organization_name": "Beijing"}, w.issuer_keys().signed_root,
+         ca=True)[1].pem},
+     InvalidArgument, "certificate_pem", "member city"),
+    ("user-key-signed-by-the-root", "CertifyUserKey", ("Kunshan", "admin"),
+     lambda w: {"certificate_pem": certificate(
+         KUNSHAN, w.issuer_keys().signed_root)[1].pem},
+     Unauthorized, "certificate_pem", "not signed by the Kunshan institution"),
+    ("user-key-of-another-city", "CertifyUserKey", ("Kunshan", "admin"),
+     lambda w: {"certificate_pem": certificate(
+         {**KUNSHAN, "organization_name": "Taicang"},
+         w.issuer_keys().institution)[1].pem},
+     InvalidArgument, "certificate_pem", "organization is Kunshan"),
+    ("user-key-expired", "CertifyUserKey", ("Kunshan", "admin"),
+     lambda w: {"certificate_pem": _expired(w)},
+     InvalidArgument, "certificate_pem", "not now"),
+    ("key-certified-twice", "CertifyIssuerKey", (CENTER, "admin"),
+     lambda w: {"level": "institution",
+                "certificate_pem": w.issuer_keys().institution[1].pem},
+     Conflict, "certificate_pem", "already certified"),
+    ("key-not-a-certificate", "CertifyIssuerKey", (CENTER, "admin"),
+     _with("CertifyIssuerKey", certificate_pem="-----BEGIN CERTIFICATE-----"),
+     InvalidArgument, "certificate_pem", "not an SM2 X.509 certificate"),
+    ("revoke-institution-by-a-city", "RevokeIssuerKey", ("Kunshan", "admin"),
+     lambda w: {"fingerprint": w.issuer_keys().institution[1].fingerprint,
+                "reason": "test"},
+     Unauthorized, "fingerprint", "only the center"),
+    ("revoke-unknown-key", "RevokeIssuerKey", (CENTER, "admin"),
+     _with("RevokeIssuerKey", fingerprint="cd" * 32), NotFound, "fingerprint",
+     "cd" * 32),
+    ("url-for-scheme-not-approved", "FileGuideUrl", ("Kunshan", "transport"),
+     _with("FileGuideUrl", scheme_id=lambda w: w.scheme), Conflict, "scheme_id",
+     "not approved"),
+    ("url-for-other-department", "FileGuideUrl", ("Kunshan", "health"),
+     _with("FileGuideUrl"), Unauthorized, "scheme_id", "belongs to transport"),
+    ("url-decided-by-other-city", "ApproveGuideUrl", ("Shanghai", "admin"),
+     _with("ApproveGuideUrl"), Unauthorized, "url_id", "Kunshan's city admin"),
+    ("url-missing", "RejectGuideUrl", (CENTER, "admin"),
+     _with("RejectGuideUrl", url_id=MISSING), NotFound, "url_id", MISSING),
     # -- blacklist
     ("blacklist-card-twice-in-list", "BlacklistCards", ("Kunshan", "admin"),
      lambda w: {"cards": [{"card_id_hash": HASH, "reason": "lost",
@@ -509,6 +574,15 @@ SPECIFIC: list[tuple[str, str, Args, str]] = [
      "records.0.scene"),
     ("record-type-unknown", "ReportTransactionBatch",
      _record_change(type="withdrawal"), "records.0.type"),
+    # issuer keys and guide URLs
+    ("key-level-unknown", "CertifyIssuerKey", {"level": "user"}, "level"),
+    ("revoke-fingerprint-short", "RevokeIssuerKey", {"fingerprint": "ab"},
+     "fingerprint"),
+    ("url-not-https", "FileGuideUrl", {"url": "http://code.kunshan.example/a"},
+     "url"),
+    ("url-with-space", "FileGuideUrl", {"url": "https://code.kunshan.example/a b"},
+     "url"),
+    ("url-id-not-uuid", "ApproveGuideUrl", {"url_id": "url-1"}, "url_id"),
     # PublishFeeRule
     ("fee-bps-negative", "PublishFeeRule", {"rate_bps": -1}, "rate_bps"),
     ("fee-bps-over-100-percent", "PublishFeeRule", {"rate_bps": 10_001},

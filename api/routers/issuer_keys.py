@@ -1,0 +1,108 @@
+"""Issuer keys of the city QR code (三级密钥): the center's root and each city's
+institution key, certified by the center, and departments' and users' keys,
+certified by their city; revocation; the list of every key with its X.509
+certificate and status (read from the ledger)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from api.deps import CommandsDep, CurrentIdentity, LedgerDep, blocking
+from api.problems import COMMAND, COMMAND_ON, QUERY
+from api.schemas import CommandResult, Request
+from chaincode.contract import Hash, Text
+from chaincode.issuing import CertificatePem, Url
+
+router = APIRouter(prefix="/api/issuer-keys", tags=["code schemes"])
+urls = APIRouter(prefix="/api/guide-urls", tags=["code schemes"])
+
+
+class IssuerKeyCreate(Request):
+    level: Literal["root", "institution"]
+    certificate_pem: CertificatePem
+
+
+class UserKeyCreate(Request):
+    certificate_pem: CertificatePem
+
+
+class RevokeRequest(Request):
+    reason: Text
+
+
+class IssuerKeyOut(BaseModel):
+    fingerprint: str
+    level: str
+    city: str
+    holder: str
+    issuer_fingerprint: str
+    certificate: str
+    not_before: str
+    not_after: str
+    status: str
+    certified_by: str
+
+
+class IssuerKeys(BaseModel):
+    keys: list[IssuerKeyOut]
+
+
+class GuideUrlCreate(Request):
+    scheme_id: UUID
+    url: Url
+
+
+@router.post("", status_code=201, responses=COMMAND)
+async def certify(body: IssuerKeyCreate, commands: CommandsDep) -> CommandResult:
+    """CertifyIssuerKey (center admin): the root key (a self-signed SM2 X.509
+    CA certificate) or a city's institution key (a CA certificate signed by
+    the root); a new one rotates the one before."""
+    return await commands.submit("CertifyIssuerKey", body.model_dump(mode="json"))
+
+
+@router.post("/users", status_code=201, responses=COMMAND)
+async def certify_user(body: UserKeyCreate, commands: CommandsDep) -> CommandResult:
+    """CertifyUserKey (city admin): a key of the city's departments or users,
+    an end-entity certificate signed by the city's institution key."""
+    return await commands.submit("CertifyUserKey", body.model_dump(mode="json"))
+
+
+@router.post("/{fingerprint}/revoke", responses=COMMAND_ON)
+async def revoke(fingerprint: Hash, body: RevokeRequest,
+                 commands: CommandsDep) -> CommandResult:
+    """RevokeIssuerKey: the center any key, a city admin its users' keys."""
+    return await commands.submit("RevokeIssuerKey", {
+        "fingerprint": fingerprint, "reason": body.reason})
+
+
+@router.get("", responses=QUERY)
+async def list_keys(p: CurrentIdentity, ledger: LedgerDep) -> IssuerKeys:
+    """Every certified key: level, holder, issuer, certificate (PEM), validity
+    and status (active, rotated, revoked)."""
+    got: dict[str, Any] = await blocking(ledger.ledger_for(p).evaluate,
+                                         "GetIssuerKeys", {})
+    return IssuerKeys.model_validate(got)
+
+
+@urls.post("", status_code=201, responses=COMMAND_ON)
+async def file_url(body: GuideUrlCreate, commands: CommandsDep) -> CommandResult:
+    """FileGuideUrl (the scheme's department): the https URL its codes lead to."""
+    return await commands.submit("FileGuideUrl", body.model_dump(mode="json"))
+
+
+@urls.post("/{url_id}/approve", responses=COMMAND_ON)
+async def approve_url(url_id: UUID, commands: CommandsDep) -> CommandResult:
+    """ApproveGuideUrl (the scheme's city admin or the center)."""
+    return await commands.submit("ApproveGuideUrl", {"url_id": str(url_id)})
+
+
+@urls.post("/{url_id}/reject", responses=COMMAND_ON)
+async def reject_url(url_id: UUID, body: RevokeRequest,
+                     commands: CommandsDep) -> CommandResult:
+    """RejectGuideUrl (the scheme's city admin or the center), with a reason."""
+    return await commands.submit("RejectGuideUrl", {"url_id": str(url_id),
+                                                    "reason": body.reason})

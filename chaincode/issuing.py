@@ -1,0 +1,257 @@
+"""Issuing city QR codes (发码): the SM2 issuer keys certified center → city
+institution → departments and users (X.509, each step an event with the
+certificate's SM3 fingerprint), and the guide URLs codes lead to (URL备案)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from chaincode.domain import CodeScheme, GuideUrl, IssuerKey
+from chaincode.errors import Conflict, InvalidArgument, NotFound, Unauthorized
+from chaincode.identity import Role
+from chaincode.registry import (
+    QUERIES,
+    Args,
+    Context,
+    Hash,
+    IdArgs,
+    Text,
+    command,
+    getter,
+    query,
+    state_of,
+)
+from chaincode.stub import prefix_range
+from ledger.crypto import CryptoError, x509
+from network.consortium import load_consortium
+
+CertificatePem = Annotated[str, Field(min_length=1, max_length=8000)]
+Url = Annotated[str, Field(pattern=r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?"
+                                   r"(/[!-~]*)?$", max_length=500)]
+
+# Pointers to the keys now in effect: ``ik~root`` and ``ik~inst~<city>`` hold a
+# fingerprint; ``ikey~<fingerprint>`` lists every key for the trust bundle.
+_ROOT, _INSTITUTION, _ALL = "ik~root", "ik~inst~", "ikey~"
+
+
+class CertifyKeyArgs(Args):
+    level: Literal["root", "institution"]
+    certificate_pem: CertificatePem
+
+
+class CertifyUserKeyArgs(Args):
+    certificate_pem: CertificatePem
+
+
+class RevokeKeyArgs(Args):
+    fingerprint: Hash
+    reason: Text
+
+
+class FileUrlArgs(Args):
+    scheme_id: UUID
+    url: Url
+
+
+class DecideUrlArgs(Args):
+    url_id: UUID
+
+
+class RejectUrlArgs(Args):
+    url_id: UUID
+    reason: Text
+
+
+class NoArgs(Args):
+    pass
+
+
+def _certificate(pem: str, now: datetime) -> x509.Certificate:
+    try:
+        cert = x509.load(pem.encode())
+    except CryptoError as e:
+        raise InvalidArgument(f"not an SM2 X.509 certificate: {e}",
+                              "certificate_pem") from None
+    if not cert.valid_at(now):
+        raise InvalidArgument(
+            f"the certificate is valid {cert.not_before.isoformat()} to "
+            f"{cert.not_after.isoformat()}, not now ({now.isoformat()})",
+            "certificate_pem")
+    return cert
+
+
+def _current(ctx: Context, pointer: str, what: str) -> IssuerKey:
+    fingerprint = ctx.stub.get_state(pointer)
+    if fingerprint is None:
+        raise Conflict(f"there is no {what} key yet (certify it first)",
+                       field="certificate_pem")
+    key: IssuerKey = ctx.session.get(IssuerKey.create_id(fingerprint.decode()),
+                                     IssuerKey, "issuer key")
+    return key
+
+
+def _signed_by(cert: x509.Certificate, issuer: IssuerKey, what: str) -> None:
+    parent = x509.load(issuer.certificate.encode())
+    if cert.issuer != parent.subject or not cert.signed_by(parent.public_key):
+        raise Unauthorized(f"the certificate is not signed by the {what} key "
+                           f"{issuer.fingerprint[:16]}…", "certificate_pem")
+
+
+def _new_certificate(ctx: Context, pem: str) -> x509.Certificate:
+    cert = _certificate(pem, ctx.stub.get_tx_timestamp())
+    if ctx.session.exists(IssuerKey.create_id(cert.fingerprint)):
+        raise Conflict(f"key {cert.fingerprint} is already certified",
+                       field="certificate_pem")
+    return cert
+
+
+@command("CertifyIssuerKey", CertifyKeyArgs, Role.CENTER_ADMIN)
+def certify_issuer_key(ctx: Context, a: CertifyKeyArgs) -> dict[str, Any]:
+    """The center registers its root key (self-signed) and certifies each
+    city's institution key (signed by the root). A new root or institution key
+    rotates the one before (keys it certified stay valid until revoked)."""
+    return _certify(ctx, a.level, _new_certificate(ctx, a.certificate_pem))
+
+
+@command("CertifyUserKey", CertifyUserKeyArgs, Role.CITY_ADMIN)
+def certify_user_key(ctx: Context, a: CertifyUserKeyArgs) -> dict[str, Any]:
+    """A city admin certifies a key of its departments or users (an
+    end-entity certificate signed by the city's institution key)."""
+    return _certify(ctx, "user", _new_certificate(ctx, a.certificate_pem))
+
+
+def _certify(ctx: Context, level: str, cert: x509.Certificate) -> dict[str, Any]:
+    consortium = load_consortium()
+    organisation = cert.subject.get("organization_name", "")
+    previous: IssuerKey | None = None
+    if level == "root":
+        if not (cert.is_ca and cert.issuer == cert.subject
+                and cert.signed_by(cert.public_key)):
+            raise InvalidArgument("a root certificate is a self-signed CA "
+                                  "certificate", "certificate_pem")
+        city, holder, issuer, pointer = consortium.center.name, "root", "", _ROOT
+        if ctx.stub.get_state(_ROOT) is not None:
+            previous = _current(ctx, _ROOT, "root")
+    elif level == "institution":
+        if organisation not in consortium.city_names or not cert.is_ca:
+            raise InvalidArgument(
+                "an institution certificate is a CA certificate whose subject "
+                f"organization is a member city ({', '.join(consortium.city_names)})",
+                "certificate_pem")
+        root = _current(ctx, _ROOT, "root")
+        _signed_by(cert, root, "root")
+        city, holder, issuer = organisation, "institution", root.fingerprint
+        pointer = f"{_INSTITUTION}{city}"
+        if ctx.stub.get_state(pointer) is not None:
+            previous = _current(ctx, pointer, f"{city} institution")
+    else:
+        city = ctx.caller.city
+        if organisation != city or cert.is_ca:
+            raise InvalidArgument(f"a user certificate is an end-entity "
+                                  f"certificate whose subject organization is "
+                                  f"{city}", "certificate_pem")
+        institution = _current(ctx, f"{_INSTITUTION}{city}", f"{city} institution")
+        if institution.status != "active":
+            raise Conflict(f"{city}'s institution key is {institution.status}",
+                           field="certificate_pem")
+        _signed_by(cert, institution, f"{city} institution")
+        holder = (cert.subject.get("organizational_unit_name")
+                  or cert.subject.get("common_name", "user"))
+        issuer, pointer = institution.fingerprint, ""
+    key = IssuerKey(fingerprint=cert.fingerprint, level=level, city=city,
+                    holder=holder, issuer_fingerprint=issuer,
+                    certificate=cert.pem, not_before=cert.not_before.isoformat(),
+                    not_after=cert.not_after.isoformat(),
+                    certified_by=str(ctx.caller))
+    if previous is not None and previous.status == "active":
+        previous.rotate(cert.fingerprint, str(ctx.caller))
+        ctx.session.save(previous)
+    if pointer:
+        ctx.stub.put_state(pointer, cert.fingerprint.encode())
+    ctx.stub.put_state(f"{_ALL}{cert.fingerprint}", level.encode())
+    ctx.session.save(key)
+    return {"id": str(key.id), "fingerprint": cert.fingerprint, "level": level,
+            "city": city, "holder": holder,
+            "rotated": previous.fingerprint if previous else None}
+
+
+@command("RevokeIssuerKey", RevokeKeyArgs, Role.CENTER_ADMIN, Role.CITY_ADMIN)
+def revoke_issuer_key(ctx: Context, a: RevokeKeyArgs) -> dict[str, Any]:
+    """The center revokes any key; a city admin its own users' keys. Codes
+    signed by a revoked key, or under it, no longer verify."""
+    key_id = IssuerKey.create_id(a.fingerprint)
+    if not ctx.session.exists(key_id):
+        raise NotFound(f"no issuer key has the fingerprint {a.fingerprint}",
+                       field="fingerprint")
+    key: IssuerKey = ctx.session.get(key_id, IssuerKey, "issuer key")
+    if not ctx.caller.is_center and not (key.level == "user"
+                                         and key.city == ctx.caller.city):
+        raise Unauthorized(f"only the center revokes a {key.level} key of "
+                           f"{key.city}", "fingerprint")
+    key.revoke(a.reason, str(ctx.caller))
+    ctx.session.save(key)
+    return {"fingerprint": key.fingerprint, "status": key.status}
+
+
+@query("GetIssuerKeys", NoArgs)
+def get_issuer_keys(ctx: Context, a: NoArgs) -> dict[str, Any]:
+    """Every certified key with its certificate and status, by fingerprint."""
+    start, end = prefix_range(_ALL)
+    keys = [state_of(ctx.session.get(IssuerKey.create_id(k[len(_ALL):]),
+                                     IssuerKey, "issuer key"))
+            for k, _ in ctx.stub.get_state_by_range(start, end)]
+    return {"keys": keys}
+
+
+# ------------------------------------------------------------------ guide URLs
+@command("FileGuideUrl", FileUrlArgs, Role.DEPARTMENT)
+def file_guide_url(ctx: Context, a: FileUrlArgs) -> dict[str, Any]:
+    """A department files the URL its approved scheme's codes lead to."""
+    scheme: CodeScheme = ctx.session.get(a.scheme_id, CodeScheme, "code scheme",
+                                         "scheme_id")
+    if (scheme.city, scheme.department) != (ctx.caller.city,
+                                            str(ctx.caller.department)):
+        raise Unauthorized(f"scheme {scheme.id} belongs to {scheme.department} of "
+                           f"{scheme.city}", "scheme_id")
+    if scheme.status != "approved":
+        raise Conflict(f"scheme {scheme.id} is {scheme.status}, not approved",
+                       field="scheme_id")
+    url_id = GuideUrl.create_id(str(scheme.id), a.url)
+    if ctx.session.exists(url_id):
+        raise Conflict(f"{a.url} is already filed for this scheme", field="url")
+    url = GuideUrl(scheme_id=str(scheme.id), city=scheme.city,
+                   department=scheme.department, url=a.url,
+                   filed_by=str(ctx.caller))
+    ctx.session.save(url)
+    return {"id": str(url.id), "status": url.status}
+
+
+def _url_to_decide(ctx: Context, url_id: UUID) -> GuideUrl:
+    url: GuideUrl = ctx.session.get(url_id, GuideUrl, "guide URL", "url_id")
+    if not (ctx.caller.is_center or ctx.caller.city == url.city):
+        raise Unauthorized(f"only {url.city}'s city admin or the center decides "
+                           "this guide URL", "url_id")
+    return url
+
+
+@command("ApproveGuideUrl", DecideUrlArgs, Role.CITY_ADMIN, Role.CENTER_ADMIN)
+def approve_guide_url(ctx: Context, a: DecideUrlArgs) -> dict[str, Any]:
+    url = _url_to_decide(ctx, a.url_id)
+    url.approve(str(ctx.caller))
+    ctx.session.save(url)
+    return {"id": str(url.id), "status": url.status}
+
+
+@command("RejectGuideUrl", RejectUrlArgs, Role.CITY_ADMIN, Role.CENTER_ADMIN)
+def reject_guide_url(ctx: Context, a: RejectUrlArgs) -> dict[str, Any]:
+    url = _url_to_decide(ctx, a.url_id)
+    url.reject(a.reason, str(ctx.caller))
+    ctx.session.save(url)
+    return {"id": str(url.id), "status": url.status}
+
+
+QUERIES["GetGuideUrl"] = (IdArgs, getter(GuideUrl, "guide URL"))
