@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from api.routers import (
     blocks,
+    cameras,
     card_batches,
     card_volumes,
     clearing_runs,
@@ -15,10 +16,11 @@ from api.routers import (
     ledger,
     pages,
     system,
+    video_alerts,
 )
 
 ROUTERS = [identifiers.router, departments.router, code_schemes.router,
            card_batches.router, card_volumes.router, clearing_runs.router,
-           fee_rules.router,
+           fee_rules.router, cameras.router, video_alerts.router,
            blocks.router, ledger.router, dashboard.router, system.router,
            pages.router]

@@ -13,6 +13,7 @@ import pytest
 from apikit import (
     CENTER_ADMIN,
     KS_ADMIN,
+    KS_TERMINAL,
     KS_TRANSPORT,
     ROLES,
     SH_ADMIN,
@@ -41,6 +42,34 @@ def _batch_for_kunshan(api: Api) -> tuple[str, str]:
 
 def _scheme(api: Api) -> str:
     return api.scheme()
+
+
+def _camera_body(api: Api) -> dict[str, Any]:
+    return {"camera_code": name("cam"), "department": "transport",
+            "place_id": api.identifier("place", scheme="poi"),
+            "zones": [{"zone": "stall", "polygon": [[0, 0], [90, 0], [90, 60]],
+                       "detectors": ["fire"]}]}
+
+
+def _alert_body(api: Api) -> dict[str, Any]:
+    camera = api.ok("/api/cameras", _camera_body(api), KS_TRANSPORT)
+    return {"camera_id": camera["result"]["id"], "incident": name("fire"),
+            "kind": "fire", "confidence_permille": 800,
+            "observed_at": "2026-11-20T08:00:00Z", "zone": "stall",
+            "evidence_sm3": unique_hash()}
+
+
+def _alert(api: Api, *steps: tuple[str, dict[str, Any]]) -> str:
+    """A raised alert of a Kunshan transport camera, taken through ``steps``."""
+    alert = str(api.ok("/api/video-alerts", _alert_body(api), KS_TERMINAL)
+                ["result"]["id"])
+    for action, body in steps:
+        api.ok(f"/api/video-alerts/{alert}/{action}", body, KS_TRANSPORT, 200)
+    return alert
+
+
+CONFIRM = ("review", {"verdict": "confirmed"})
+DISPATCH = ("dispatch", {"department": "transport"})
 
 
 # For each command: (path, body) that the allowed roles of ROLES can perform,
@@ -78,6 +107,16 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
     "PublishFeeRule": lambda api: ("/api/fee-rules", {
         "scene": "retail", "party": "issuer", "rate_bps": 25, "min_fee_fen": 0,
         "max_fee_fen": 300, "effective_day": new_day()}),
+    "RegisterCamera": lambda api: ("/api/cameras", _camera_body(api)),
+    "RaiseVideoAlert": lambda api: ("/api/video-alerts", _alert_body(api)),
+    "ReviewAlert": lambda api: (f"/api/video-alerts/{_alert(api)}/review",
+                                {"verdict": "false_alarm", "note": "a lamp"}),
+    "DispatchAlert": lambda api: (
+        f"/api/video-alerts/{_alert(api, CONFIRM)}/dispatch",
+        {"department": "transport"}),
+    "HandleAlert": lambda api: (
+        f"/api/video-alerts/{_alert(api, CONFIRM, DISPATCH)}/handle",
+        {"outcome": "put out"}),
 }
 
 
