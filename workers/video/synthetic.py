@@ -18,6 +18,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -70,6 +71,18 @@ class Video:
 
     def frames(self) -> Iterator[tuple[float, Frame]]:
         yield from _Renderer(self).frames()
+
+
+def write_video(video: Video, path: Path) -> Path:
+    """Render ``video`` to a Motion-JPEG AVI file (what a camera recorded)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), video.fps,
+                             (video.width, video.height))
+    try:
+        for _, frame in video.frames():
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path
 
 
 def scene_zones(width: int, height: int) -> list[Zone]:
