@@ -213,3 +213,13 @@ class DashboardCache:
                 self._entries.clear()
             self._entries[key] = (positions, rows)
         return rows
+
+
+# ---------------------------------------------------------------- video alerts
+def video_alerts(db: Database, where: Where, limit: int, offset: int) -> Page:
+    return page(db, "video_alerts", where, "observed_at DESC, id DESC", limit,
+                offset)
+
+
+def video_alert(db: Database, alert_id: str) -> Row | None:
+    return db.query_one("SELECT * FROM video_alerts WHERE id = ?", (alert_id,))

@@ -1,0 +1,86 @@
+"""Cameras and video alerts through the API: the lifecycle as commands, then
+the read model listed by status, camera, kind and day, scoped to the city."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apikit import (
+    KS_ADMIN,
+    KS_AUDITOR,
+    KS_TERMINAL,
+    KS_TRANSPORT,
+    SH_ADMIN,
+    Api,
+    name,
+    problem,
+)
+from helpers import unique_hash
+
+Who = tuple[str, ...]
+
+
+def _alert(api: Api, camera: str, kind: str, zone: str, at: str) -> str:
+    return str(api.ok("/api/video-alerts", {
+        "camera_id": camera, "incident": name(kind), "kind": kind,
+        "confidence_permille": 900, "observed_at": at, "zone": zone,
+        "evidence_sm3": unique_hash()}, KS_TERMINAL)["result"]["id"])
+
+
+def test_video_alerts_lifecycle_and_lists(api: Api) -> None:
+    camera = str(api.ok("/api/cameras", {
+        "camera_code": name("cam"), "department": "transport",
+        "place_id": api.identifier("place", scheme="poi"),
+        "zones": [{"zone": "plaza", "polygon": [[0, 0], [9, 0], [9, 9]],
+                   "detectors": ["crowd"], "min_people": 12},
+                  {"zone": "stall", "polygon": [[10, 0], [19, 0], [19, 9]],
+                   "detectors": ["fire", "garbage"]}]},
+        KS_TRANSPORT)["result"]["id"])
+    fire = _alert(api, camera, "fire", "stall", "2031-05-04T10:00:00Z")
+    crowd = _alert(api, camera, "crowd", "plaza", "2031-05-04T11:30:00.25Z")
+    litter = _alert(api, camera, "garbage", "stall", "2031-05-05T07:00:00Z")
+    api.ok(f"/api/video-alerts/{fire}/review", {"verdict": "confirmed"},
+           KS_TRANSPORT, 200)
+    api.ok(f"/api/video-alerts/{fire}/dispatch", {"department": "health"},
+           KS_TRANSPORT, 200)
+    api.ok(f"/api/video-alerts/{fire}/handle", {"outcome": "put out"},
+           ("Kunshan", "department", "health"), 200)
+    api.ok(f"/api/video-alerts/{crowd}/review",
+           {"verdict": "false_alarm", "note": "a queue at the bus stop"}, KS_ADMIN,
+           200)
+    api.sync()
+
+    def ids(who: Who = KS_AUDITOR, **params: Any) -> list[str]:
+        r = api.get("/api/video-alerts", who, camera_id=camera, **params)
+        assert r.status_code == 200, r.text
+        return [item["id"] for item in r.json()["items"]]
+
+    assert ids() == [litter, crowd, fire]  # newest observation first
+    assert ids(status="handled") == [fire]
+    assert ids(status="false_alarm") == [crowd]
+    assert ids(kind="garbage") == [litter]
+    assert ids(day="2031-05-04") == [crowd, fire]
+    assert ids(KS_TRANSPORT, status="raised") == [litter]
+    one = api.get(f"/api/video-alerts/{fire}", KS_TRANSPORT).json()
+    assert (one["status"], one["dispatched_to"], one["outcome"]) == (
+        "handled", "health", "put out")
+    assert one["handled_by"] == "Kunshan:department/health"
+    assert one["version"] == 4
+    # another city's admin sees none of Kunshan's alerts
+    assert ids(SH_ADMIN) == []
+    problem(api.get(f"/api/video-alerts/{fire}", SH_ADMIN), 403, "alert_id")
+    problem(api.get("/api/video-alerts", SH_ADMIN, city="Kunshan"), 403, "city")
+    problem(api.get("/api/video-alerts", KS_AUDITOR, status="lost"), 422)
+
+
+def test_raising_an_incident_twice_is_409(api: Api) -> None:
+    camera = str(api.ok("/api/cameras", {
+        "camera_code": name("cam"), "department": "transport",
+        "place_id": api.identifier("place", scheme="poi"),
+        "zones": [{"zone": "stall", "polygon": [[0, 0], [9, 0], [9, 9]],
+                   "detectors": ["fire"]}]}, KS_TRANSPORT)["result"]["id"])
+    body = {"camera_id": camera, "incident": name("fire"), "kind": "fire",
+            "confidence_permille": 900, "observed_at": "2031-05-04T10:00:00Z",
+            "zone": "stall", "evidence_sm3": unique_hash()}
+    api.ok("/api/video-alerts", body, KS_TERMINAL)
+    problem(api.post("/api/video-alerts", body, KS_TERMINAL), 409, "incident")
