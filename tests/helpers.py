@@ -9,6 +9,7 @@ import itertools
 import os
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -328,16 +329,26 @@ def alert_args(camera_id: str, incident: str, kind: str = "fire",
             "zone": zone, "evidence_sm3": unique_hash()}
 
 
+# per Clients (so per ledger): place, camera, camera code
+_CAMERAS: weakref.WeakKeyDictionary[Clients[Any], tuple[str, str, str]] = (
+    weakref.WeakKeyDictionary())
+
+
 def build_video_world(w: World) -> None:
-    """Kunshan transport's camera at a place of its own, and three of its
-    alerts: ``raised``, ``confirmed`` and ``dispatched`` (to Kunshan health)."""
+    """Kunshan transport's camera at a place (one per ledger client set: no
+    test changes either), and three alerts of the world's own: ``raised``,
+    ``confirmed`` and ``dispatched`` (to Kunshan health)."""
     ks_transport = w.ids("Kunshan", "transport")
     terminal = w.ids("Kunshan", "terminal")
     v = w.video
-    v["place"] = ks_transport.submit("RegisterIdentifier", identifier_args(
-        "place", "poi")).result["id"]
-    v["camera"] = ks_transport.submit("RegisterCamera", camera_args(
-        v["place"], w.unique("cam"))).result["id"]
+    if w.ids not in _CAMERAS:
+        place = ks_transport.submit("RegisterIdentifier", identifier_args(
+            "place", "poi")).result["id"]
+        code = unique_name("cam")
+        camera = ks_transport.submit("RegisterCamera", camera_args(
+            place, code)).result["id"]
+        _CAMERAS[w.ids] = (place, camera, code)
+    v["place"], v["camera"], v["camera_code"] = _CAMERAS[w.ids]
     for name in ("raised", "confirmed", "dispatched"):
         v[name] = terminal.submit("RaiseVideoAlert", alert_args(
             v["camera"], w.unique(name))).result["id"]
