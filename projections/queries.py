@@ -186,6 +186,9 @@ def dashboard(db: Database, days: int = 30, latest_blocks: int = 10) -> Row:
         "latest_blocks": db.query(
             "SELECT * FROM block_summaries ORDER BY number DESC LIMIT ?",
             (latest_blocks,)),
+        "video_alerts_by_kind": db.query(
+            "SELECT kind, status, COUNT(*) AS count FROM video_alerts "
+            "GROUP BY kind, status ORDER BY kind, status"),
     }
 
 

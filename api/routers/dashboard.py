@@ -59,6 +59,7 @@ class DashboardSummary(BaseModel):
     identifiers_by_kind: list[KindCount]
     latest_blocks: list[BlockOut]
     projection: ProjectionStatus
+    video_alerts_by_kind: list[KindCount]  # crowd, fire, garbage
 
 
 @router.get("/summary", responses=READ)
@@ -67,8 +68,9 @@ async def summary(_: Leader, read: ReadDB, runtime: RuntimeDep,
                   blocks: Annotated[int, Query(ge=1, le=100)] = 10) -> DashboardSummary:
     """Cross-city volume per business day (latest ``days``), flows between city
     pairs, net clearing positions, code schemes by status, identifiers by kind,
-    the latest ``blocks`` blocks with their verification state, and the
-    projection lag. For center admins, auditors and city admins."""
+    the latest ``blocks`` blocks with their verification state, the
+    projection lag, and video alerts by kind and status. For center admins,
+    auditors and city admins."""
     data = await read(runtime.dashboard, days, blocks)
     return DashboardSummary.model_validate({
         **data, "generated_at": datetime.now(UTC),

@@ -71,6 +71,11 @@ def test_video_alerts_lifecycle_and_lists(api: Api) -> None:
     problem(api.get(f"/api/video-alerts/{fire}", SH_ADMIN), 403, "alert_id")
     problem(api.get("/api/video-alerts", SH_ADMIN, city="Kunshan"), 403, "city")
     problem(api.get("/api/video-alerts", KS_AUDITOR, status="lost"), 422)
+    board = api.get("/api/dashboard/summary", KS_ADMIN).json()
+    counts = {(c["kind"], c["status"]): c["count"]
+              for c in board["video_alerts_by_kind"]}
+    assert {("fire", "handled"), ("crowd", "false_alarm"),
+            ("garbage", "raised")} <= set(counts)
 
 
 def test_raising_an_incident_twice_is_409(api: Api) -> None:
