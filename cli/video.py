@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from cli.common import UserError, add_data_dir, add_ledger, connect_args, print_json
 
@@ -36,6 +37,14 @@ def register(sub: Any) -> None:
                         "fast as it is analysed)")
     w.add_argument("--queue", type=int, default=32,
                    help="frames buffered between reading and analysis")
+    w.add_argument("--model", type=Path, default=None,
+                   help="a YOLOv8-layout ONNX model to use instead of the "
+                        "classical detectors (with --names)")
+    w.add_argument("--names", type=Path, default=None,
+                   help="the model's class names, one per line")
+    w.add_argument("--model-kinds", default=None,
+                   help="the kinds the model detects, e.g. crowd,fire (default: "
+                        "those whose classes --names lists)")
     w.add_argument("--quiet", action="store_true", help="no progress lines")
     add_data_dir(w)
     add_ledger(w)
@@ -55,10 +64,20 @@ def run_watch(args: argparse.Namespace) -> int:
     from workers.cluster import join
     from workers.video.actor import Raiser, drive, start_actor, zones_of
     from workers.video.evidence import EvidenceStore
+    from workers.video.model import KINDS, Kind
     from workers.video.watch import WatchConfig, default_perspective, frame_size
 
     if args.sample_fps <= 0 or args.pace < 0 or args.queue < 1:
         raise UserError("--sample-fps must be > 0, --pace >= 0, --queue >= 1")
+    if (args.model is None) != (args.names is None):
+        raise UserError("--model and --names go together")
+    kinds: tuple[Kind, ...] | None = None
+    if args.model_kinds:
+        given = tuple(k.strip() for k in args.model_kinds.split(","))
+        if bad := [k for k in given if k not in KINDS]:
+            raise UserError(f"--model-kinds {','.join(bad)}: accepted "
+                            f"{', '.join(KINDS)}")
+        kinds = cast(tuple[Kind, ...], given)
     try:
         camera_id = str(uuid.UUID(args.camera))
     except ValueError:
@@ -83,7 +102,12 @@ def run_watch(args: argparse.Namespace) -> int:
         config = WatchConfig(
             camera_id, args.source, zones_of(camera), default_perspective(height),
             base / "checkpoints" / f"{camera_id}.json", base / "evidence",
-            sample_fps=args.sample_fps, pace=args.pace, queue_size=args.queue)
+            sample_fps=args.sample_fps, pace=args.pace, queue_size=args.queue,
+            model=args.model, names=args.names, model_kinds=kinds)
+        try:
+            config.detectors()  # a bad model fails here, not in the actor
+        except (ValueError, OSError) as e:
+            raise UserError(f"--model/--names: {e}") from None
         joined = join(args.data_dir, args.address)
         raiser = Raiser(ledger, camera_id, EvidenceStore(base / "evidence"))
         result = drive(start_actor(config), raiser,

@@ -32,7 +32,8 @@ import numpy as np
 from workers.video.analyzer import Analyzer
 from workers.video.classical import Perspective
 from workers.video.evidence import EvidenceStore, save_evidence
-from workers.video.model import Frame, Incident, Zone
+from workers.video.model import KINDS, Detector, Frame, Incident, Kind, Zone
+from workers.video.onnx import CLASSES, OnnxZoneDetector, YoloV8, load_names
 
 log = logging.getLogger(__name__)
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
@@ -199,6 +200,27 @@ class WatchConfig:
     queue_size: int = 32
     warmup_s: float = 5.0  # re-read before the checkpoint: background models
     clip_s: float = 3.0
+    # A YOLOv8-layout ONNX model and its class names (one per line) replace the
+    # classical detector of each kind in ``model_kinds`` (default: every kind
+    # whose classes the model knows, workers.video.onnx.CLASSES).
+    model: Path | None = None
+    names: Path | None = None
+    model_kinds: tuple[Kind, ...] | None = None
+
+    def detectors(self) -> dict[Kind, Detector]:
+        """The model-backed detectors by kind ({} without a model)."""
+        if self.model is None:
+            return {}
+        if self.names is None:
+            raise ValueError("a model needs its class names file (names)")
+        names = load_names(self.names)
+        kinds = self.model_kinds or tuple(
+            k for k in KINDS if set(CLASSES[k]) & set(names))
+        if not kinds:
+            raise ValueError(f"{self.names}: none of the classes "
+                             f"{sorted(c for cs in CLASSES.values() for c in cs)}")
+        model = YoloV8(self.model, names)
+        return {k: OnnxZoneDetector(k, model, self.zones) for k in kinds}
 
 
 class CameraWatch:
@@ -212,7 +234,8 @@ class CameraWatch:
                                             pace=config.pace)
         self.store = EvidenceStore(config.evidence)
         self.cp = Checkpoint.load(config.checkpoint, now())
-        self.analyzer = Analyzer(config.zones, config.sample_fps, config.perspective)
+        self.analyzer = Analyzer(config.zones, config.sample_fps, config.perspective,
+                                 config.detectors())
         self.analyzer.debounce.restore(
             [Incident(**inc) for inc in self.cp.open], self.cp.t)
         self._lock = threading.Lock()

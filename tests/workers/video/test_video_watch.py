@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers import Clients, identifier_args, register_departments
+from test_video_onnx import build_model
 
 from cli.main import main
 from ledger.connect import connect
@@ -174,3 +175,38 @@ def test_video_watch_command(ray_cluster: None, tmp_path: Path,
     assert len(out["alert_ids"]) == 1 and out["frames"] == 150
     assert main([*args, "--camera", "cam-8"]) == 2
     assert "--camera cam-8: no camera" in capsys.readouterr().err
+    assert main([*args, "--camera", "cam-7", "--model", "m.onnx"]) == 2
+    assert "--model and --names go together" in capsys.readouterr().err
+    assert main([*args, "--camera", "cam-7", "--model-kinds", "smoke"]) == 2
+    assert "--model-kinds smoke: accepted crowd, fire, garbage" in (
+        capsys.readouterr().err)
+
+
+def test_an_onnx_model_replaces_the_classical_detector(tmp_path: Path) -> None:
+    """A static orange sign raises nothing classically; a (constant) model that
+    sees a fire at the stall raises one fire incident, once."""
+    rows = [[50, 25, 6, 6, 0.0, 0.93, 0.0]]  # a fire at (250, 55) in 320x180
+    model = build_model(tmp_path / "fire.onnx", rows)
+    (tmp_path / "names.txt").write_text("person\nfire\ngarbage\n", "utf-8")
+    video = make_video("orange_sign", 304, 320, 180, seconds=8.0)
+    source = write_video(video, tmp_path / "sign.avi")
+
+    def watch(name: str, **model_args: Any) -> CameraWatch:
+        w = CameraWatch(WatchConfig("cam", str(source), video.zones(),
+                                    scene_perspective(180), tmp_path / name,
+                                    tmp_path / "ev", **model_args))
+        w.run()
+        return w
+
+    assert watch("classical.json").cp.pending == []
+    with_model = watch("model.json", model=model, names=tmp_path / "names.txt",
+                       model_kinds=("fire",))
+    [alert] = with_model.cp.pending
+    assert (alert["kind"], alert["zone"], alert["confidence_permille"]) == (
+        "fire", "stall", 930)
+    assert alert["incident"].startswith("fire-stall-")
+    with pytest.raises(ValueError, match="none of the classes"):
+        (tmp_path / "other.txt").write_text("cat\ndog\nbird\n", "utf-8")
+        WatchConfig("cam", str(source), video.zones(), scene_perspective(180),
+                    tmp_path / "x.json", tmp_path / "ev", model=model,
+                    names=tmp_path / "other.txt").detectors()
