@@ -32,7 +32,11 @@ class Analyzer:
                  perspective: Perspective,
                  detectors: dict[Kind, Detector] | None = None) -> None:
         wanted = {k for z in zones for k in z.detectors}
-        bg = Background(fps)
+        # Litter is long-term foreground until the long-term model learns it:
+        # that must take longer than any zone's garbage time.
+        litter_s = max((z.garbage_s for z in zones if "garbage" in z.detectors),
+                       default=0.0)
+        bg = Background(fps, long_s=max(40.0, 2 * litter_s))
         classical: dict[Kind, Detector] = {
             "crowd": CrowdDetector(zones, bg, perspective),
             "fire": FireDetector(zones, fps),

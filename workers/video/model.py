@@ -56,8 +56,7 @@ class Detection:
 
 @dataclass
 class Incident:
-    """A debounced detection: one incident is one alert. ``key`` is stable for
-    the incident (camera-independent), so a restarted worker re-derives it."""
+    """A debounced detection: one incident is one alert."""
 
     kind: Kind
     zone: str
@@ -67,10 +66,11 @@ class Incident:
     boxes: tuple[Box, ...] = ()
     ended: float | None = None
 
-    @property
-    def key(self) -> str:
-        # whole seconds: a replay from a checkpoint meets the same key
-        return f"{self.kind}-{self.zone}-{int(self.started)}"
+    def key(self, base: float = 0.0) -> str:
+        """The incident's name for the ledger: kind, zone and start in whole
+        seconds from ``base`` (the stream's origin, e.g. a Unix time), so a
+        replay from a checkpoint meets the same key."""
+        return f"{self.kind}-{self.zone}-{int(base + self.started)}"
 
 
 class Detector(Protocol):

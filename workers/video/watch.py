@@ -312,7 +312,7 @@ class CameraWatch:
                 self.cp.save(self.config.checkpoint)
 
     def _pending(self, inc: Incident, t: float, frame: Frame) -> None:
-        key = f"{inc.kind}-{inc.zone}-{int(self.cp.base + inc.started)}"
+        key = inc.key(self.cp.base)
         if key in self.cp.raised or any(p["incident"] == key for p in self.cp.pending):
             return
         observed = datetime.fromtimestamp(self.cp.base + inc.confirmed, UTC)

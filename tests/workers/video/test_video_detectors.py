@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import pytest
+
 from workers.video.evaluate import evaluate
 from workers.video.model import Debounce, Detection, Incident, Zone
 from workers.video.synthetic import NEGATIVES, POSITIVES, make_video
@@ -64,7 +66,7 @@ def test_debounce_one_incident_while_the_condition_holds() -> None:
     assert len(opened) == 1
     inc = opened[0]
     assert (inc.started, inc.confirmed) == (0.0, 2.0)
-    assert inc.key == "fire-z-0"
+    assert inc.key() == "fire-z-0" and inc.key(1000.0) == "fire-z-1000"
     # it closes after clear_s without the condition, and a new one can open
     for i in range(100, 140):
         d.update([], i / 10)
@@ -88,3 +90,16 @@ def test_debounce_restored_incident_is_not_raised_again() -> None:
     opened = [x for i in range(200, 260) for x in d.update(_det(), i / 10)]
     assert opened == []
     assert d.open_incidents() == [inc]
+
+
+def test_long_term_memory_outlasts_the_garbage_time() -> None:
+    from workers.video.analyzer import Analyzer
+    from workers.video.classical import Background, GarbageDetector, Perspective
+
+    zone = Zone("z", ((0, 0), (10, 0), (10, 10)), ("garbage",), garbage_s=300)
+    analyzer = Analyzer([zone], 10.0, Perspective(0, 10, 100, 40))
+    [garbage] = analyzer.detectors
+    assert isinstance(garbage, GarbageDetector)
+    # a still object becomes long-term background after -ln(0.9) / rate frames
+    assert 0.10536 / garbage.bg.long_rate / 10.0 == pytest.approx(600.0, rel=1e-3)
+    assert Background(10.0).long_rate > garbage.bg.long_rate
