@@ -6,16 +6,19 @@ precision/recall on held-out synthetic scenes. Prints one JSON object.
 
 ``fps``: one process, frames already decoded (rendering not counted), each
 pipeline on its own background model: crowd, fire, garbage, and all three
-sharing one (what a camera runs). ``scores``: every scenario once per seed
-(the detectors were tuned on seeds 1-3; use others), scored per video on
-kind, zone and time (``workers.video.evaluate``). Synthetic scenes check the
-logic, not accuracy on real cameras.
+sharing one (what a camera runs); wall clock, so compare within one run
+(``load_avg`` is the machine's 1-minute load when it ended; ``cpu_fps`` counts
+this process's CPU time, all OpenCV threads together). ``scores``: every
+scenario once per seed (the detectors were tuned on seeds 1-3; use others),
+scored per video on kind, zone and time (``workers.video.evaluate``).
+Synthetic scenes check the logic, not accuracy on real cameras.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import replace
 
@@ -36,16 +39,17 @@ def pipeline_fps(scenario: str, seed: int, width: int, height: int,
                  seconds: float) -> dict[str, float]:
     video = make_video(scenario, seed, width, height, seconds=seconds)
     frames = list(video.frames())
-    out = {}
+    out: dict[str, float] = {}
     pipelines: list[tuple[str, tuple[Kind, ...]]] = [
         *((k, (k,)) for k in KINDS), ("all", KINDS)]
     for name, kinds in pipelines:
         zones = [replace(z, detectors=kinds) for z in video.zones()]
         analyzer = Analyzer(zones, video.fps, video.perspective())
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for t, frame in frames:
             analyzer.process(frame, t)
         out[name] = round(len(frames) / (time.perf_counter() - start), 1)
+        out[f"{name}_cpu_fps"] = round(len(frames) / (time.process_time() - cpu), 1)
     return out
 
 
@@ -68,6 +72,7 @@ def main() -> None:
         "fps": pipeline_fps(args.fps_video, seeds[0], args.width, args.height,
                             args.seconds),
         "scores": report.as_dict(),
+        "load_avg": round(os.getloadavg()[0], 2),
         "seconds": round(time.perf_counter() - started, 1)}, indent=2))
 
 
