@@ -9,8 +9,10 @@ from workers.video.classical import (
     Background,
     CrowdDetector,
     FireDetector,
+    FireOrSmoke,
     GarbageDetector,
     Perspective,
+    SmokeDetector,
 )
 from workers.video.model import (
     KINDS,
@@ -39,7 +41,8 @@ class Analyzer:
         bg = Background(fps, long_s=max(40.0, 2 * litter_s))
         classical: dict[Kind, Detector] = {
             "crowd": CrowdDetector(zones, bg, perspective),
-            "fire": FireDetector(zones, fps),
+            "fire": FireOrSmoke(FireDetector(zones, fps),
+                                SmokeDetector(zones, bg, fps)),
             "garbage": GarbageDetector(zones, bg),
         }
         classical.update(detectors or {})

@@ -9,7 +9,9 @@ configured. All three share one background model per camera.
 - fire: fire-coloured pixels (hue red to yellow, saturated, bright) whose shape
   keeps changing (median overlap change between frames: flames flicker, a
   sign does not, a blinking lamp is mostly unchanged between blinks) while the
-  region stays in place (a car of the same colour moves).
+  region stays in place (a car of the same colour moves); or smoke: light,
+  unsaturated new foreground whose optical flow rises (a grey van moves
+  sideways). Both report kind ``fire``.
 - garbage: a new object that stays: foreground of the long-term background
   model that the short-term model has already absorbed. A bag put down and
   picked up before the zone's ``garbage_s`` raises nothing.
@@ -243,3 +245,75 @@ class GarbageDetector:
                 out.append(Detection("garbage", z.name, 0.8, ((x, y, w, h),),
                                      float(area)))
         return out
+
+
+class SmokeDetector:
+    """Smoke without a visible flame: light, unsaturated new foreground (the
+    long-term model's) whose dense optical flow points up, not sideways (a grey
+    van moves sideways; a person in grey stands or walks), in most frames of a
+    window. A fire all the same: it reports kind ``fire``."""
+
+    kind: Kind = "fire"
+
+    def __init__(self, zones: Sequence[Zone], background: Background, fps: float,
+                 window_s: float = 2.0, min_area: float = 0.002,
+                 min_rise: float = 0.02, share: float = 0.6) -> None:
+        # area: fraction of the frame; rise: frame heights per second
+        self.zones, self.bg, self.fps = zones, background, fps
+        self.min_area, self.min_rise, self.share = min_area, min_rise, share
+        self.n = max(int(window_s * fps), 3)
+        self._prev: npt.NDArray[np.uint8] | None = None
+        self._votes: dict[str, deque[bool]] = {}
+        self._masks: list[tuple[Zone, Mask]] = []
+
+    def process(self, frame: Frame, t: float) -> list[Detection]:
+        self.bg.update(frame, t)
+        h, w = frame.shape[:2]
+        # half size: smoke is large and soft, and the flow costs by the pixel
+        small = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        gray = np.asarray(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), np.uint8)
+        prev, self._prev = self._prev, gray
+        if not self._masks or self._masks[0][1].shape != gray.shape:
+            # zones are in frame pixels: draw them there, then halve
+            self._masks = [(z, cv2.resize(m.astype(np.uint8), gray.shape[::-1],
+                                          interpolation=cv2.INTER_NEAREST) > 0)
+                           for z, m in _zones_for(self.zones, "fire", (h, w))]
+        if prev is None or prev.shape != gray.shape:
+            return []
+        hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+        light = (hsv[..., 1] < 45) & (hsv[..., 2] > 120)
+        fg = cv2.resize(self.bg.fg_long.astype(np.uint8), (gray.shape[1],
+                        gray.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+        flow: npt.NDArray[np.float32] | None = None
+        out = []
+        for z, zm in self._masks:
+            votes = self._votes.setdefault(z.name, deque(maxlen=self.n))
+            m = light & fg & zm
+            if m.sum() < self.min_area * m.size:
+                votes.append(False)
+                continue
+            if flow is None:  # once per frame, when some zone needs it
+                flow = np.asarray(cv2.calcOpticalFlowFarneback(
+                    prev, gray, np.zeros((*gray.shape, 2), np.float32),
+                    0.5, 2, 9, 2, 5, 1.1, 0), np.float32)
+            vx = float(np.median(flow[..., 0][m])) * self.fps / gray.shape[0]
+            vy = float(np.median(flow[..., 1][m])) * self.fps / gray.shape[0]
+            votes.append(vy < -self.min_rise and abs(vx) < abs(vy))
+            share = sum(votes) / self.n
+            if len(votes) == self.n and share >= self.share:
+                x, y, bw, bh = _box(m)
+                out.append(Detection("fire", z.name, 0.5 + 0.3 * share,
+                                     ((2 * x, 2 * y, 2 * bw, 2 * bh),), -vy))
+        return out
+
+
+class FireOrSmoke:
+    """Fire by flames or by smoke: both detectors' findings (one kind)."""
+
+    kind: Kind = "fire"
+
+    def __init__(self, *detectors: FireDetector | SmokeDetector) -> None:
+        self.detectors = detectors
+
+    def process(self, frame: Frame, t: float) -> list[Detection]:
+        return [d for det in self.detectors for d in det.process(frame, t)]

@@ -3,8 +3,10 @@
 One scenario per video, on a textured street with lighting drift, sensor noise,
 JPEG artefacts and a few people passing by. Positives: ``gathering`` (people
 gather in the plaza, stand, disperse), ``fire`` (flickering flames with smoke
-at the stall), ``litter`` (someone leaves a bag in the corner). Hard negatives:
-``orange_car`` (passes the stall), ``orange_sign`` (static at the stall),
+at the stall), ``smoke`` (a rising plume, no flame: a fire all the same),
+``litter`` (someone leaves a bag in the corner). Hard negatives:
+``orange_car`` (passes the stall), ``grey_van`` (smoke-coloured, passes the
+stall), ``orange_sign`` (static at the stall),
 ``amber_light`` (blinks at the stall), ``moving_crowd`` (a busy stream through
 the plaza), ``bag_pickup`` (a bag put down and picked up again).
 
@@ -27,9 +29,9 @@ import numpy as np
 from workers.video.classical import Perspective
 from workers.video.model import Frame, Kind, Zone
 
-POSITIVES = ("gathering", "fire", "litter")
-NEGATIVES = ("orange_car", "orange_sign", "amber_light", "moving_crowd",
-             "bag_pickup")
+POSITIVES = ("gathering", "fire", "smoke", "litter")
+NEGATIVES = ("orange_car", "grey_van", "orange_sign", "amber_light",
+             "moving_crowd", "bag_pickup")
 SCENARIOS = POSITIVES + NEGATIVES
 MIN_PEOPLE = 8
 HOLD_S = 3.0
@@ -232,8 +234,26 @@ class _Renderer:
         x, y = self._rand_in("stall", 0.25)
         self.objects.append({"type": "fire", "t0": t0, "t1": self.v.seconds + 1,
                              "x": x, "y": y, "size": float(self.rng.uniform(0.05, 0.08)
-                                                          * self.h)})
+                                                          * self.h),
+                             "wind": float(self.rng.uniform(-0.03, 0.03)),
+                             "rise": float(self.rng.uniform(0.08, 0.14))})
         self.truth.append(Truth("fire", "stall", t0, self.v.seconds))
+
+    def _smoke(self) -> None:
+        """Smouldering: smoke and no visible flame (a bin on fire inside)."""
+        t0 = float(self.rng.uniform(1.5, 4.0))
+        x, y = self._rand_in("stall", 0.25)
+        self.objects.append({"type": "smoke", "t0": t0, "t1": self.v.seconds + 1,
+                             "x": x, "y": y,
+                             "size": float(self.rng.uniform(0.04, 0.06) * self.h),
+                             "wind": float(self.rng.uniform(-0.03, 0.03)),
+                             "rise": float(self.rng.uniform(0.08, 0.14))})
+        self.truth.append(Truth("fire", "stall", t0, self.v.seconds))
+
+    def _grey_van(self) -> None:
+        """A light grey van passes the stall (smoke-coloured, moving sideways)."""
+        self._orange_car()
+        self.objects[-1]["colour"] = (200, 200, 205)
 
     def _orange_car(self) -> None:
         r = self.rng
@@ -296,17 +316,33 @@ class _Renderer:
         cv2.circle(img, (int(sx), int(y - 0.88 * h)), max(int(0.11 * h), 1),
                    (120, 150, 190), -1)
 
+    def _draw_plume(self, img: Frame, o: dict[str, Any], x0: float, y0: float,
+                    t: float) -> None:
+        """Smoke: light grey puffs born at (x0, y0) every 0.25 s that rise,
+        spread, drift with the wind and fade over three seconds."""
+        life, every = 3.0, 0.25
+        first = max(0, int((t - o["t0"] - life) / every))
+        last = int((t - o["t0"]) / every)
+        for i in range(first, last + 1):
+            age = t - (o["t0"] + i * every)
+            if not 0 <= age < life:
+                continue
+            puff = np.random.default_rng([self.v.seed, i])  # its own path
+            drift = float(puff.normal(0.0, 0.02)) * self.h + o["wind"] * self.h
+            x = x0 + drift * age + float(puff.normal(0, 0.01 * self.h))
+            y = y0 - o["rise"] * self.h * age
+            radius = max(int(o["size"] * (0.5 + 0.6 * age)), 1)
+            overlay = img.copy()
+            cv2.circle(overlay, (int(x), int(y)), radius, (200, 200, 205), -1)
+            cv2.addWeighted(overlay, 0.5 * (1 - age / life), img,
+                            1 - 0.5 * (1 - age / life), 0, img)
+
     def _draw_object(self, img: Frame, o: dict[str, Any], t: float) -> None:
         r = self.rng
         if o["type"] == "fire":
             base_x, base_y, s = o["x"], o["y"], o["size"]
             grow = min(1.0, 0.4 + (t - o["t0"]) / 3)
-            for _ in range(3):  # smoke rising above
-                sy = base_y - s * (1.5 + 2 * r.random())
-                overlay = img.copy()
-                cv2.circle(overlay, (int(base_x + r.normal(0, s / 3)), int(sy)),
-                           int(s * r.uniform(0.5, 1.0)), (110, 110, 115), -1)
-                cv2.addWeighted(overlay, 0.35, img, 0.65, 0, img)
+            self._draw_plume(img, o, base_x, base_y - s, t)
             for colour in ((0, 60, 220), (0, 140, 255), (60, 220, 255)):
                 for _ in range(4):
                     fh = s * grow * r.uniform(0.6, 1.6)
@@ -316,13 +352,15 @@ class _Renderer:
                                 (max(int(fw / 2), 1), max(int(fh / 2), 1)),
                                 float(r.normal(0, 12)), 0, 360, colour, -1)
                 s *= 0.8
+        elif o["type"] == "smoke":
+            self._draw_plume(img, o, o["x"], o["y"], t)
         elif o["type"] == "car":
             dx = (t - o["t0"]) * o["speed"]
             x = -0.25 * self.w + dx if o["left"] else 1.05 * self.w - dx
             cw, ch = 0.2 * self.w, 0.09 * self.h
             y = o["y"]
             cv2.rectangle(img, (int(x), int(y - ch)), (int(x + cw), int(y)),
-                          (0, 130, 250), -1)
+                          o.get("colour", (0, 130, 250)), -1)
             cv2.rectangle(img, (int(x + 0.25 * cw), int(y - ch)),
                           (int(x + 0.7 * cw), int(y - 0.55 * ch)), (60, 50, 40), -1)
             for wx in (0.2, 0.8):
