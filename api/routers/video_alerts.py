@@ -1,37 +1,28 @@
-"""Video alerts: raised by a video worker (terminal identity), reviewed by
-people (confirmed or false alarm), dispatched to a department, handled; listed
-by status, camera, kind and day from the read model."""
+"""Video alerts: raised by a video worker (terminal identity; at
+``/api/cameras/{camera_id}/alerts``), reviewed by people (confirmed or false
+alarm), dispatched to a department, handled; listed by status, camera, kind
+and day from the read model."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Literal
 from uuid import UUID
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from api.deps import CommandsDep, CurrentIdentity, PageDep, ReadDB, scope_city
-from api.problems import COMMAND, COMMAND_ON, READ, READ_ONE
+from api.problems import COMMAND_ON, READ, READ_ONE
 from api.schemas import CommandResult, Page, Request
-from chaincode.cameras import AlertKind, UtcTime
-from chaincode.contract import Hash, Name, Text
+from chaincode.cameras import AlertKind
+from chaincode.contract import Name, Text
 from projections import queries
 from projections.queries import Where
 
 AlertStatus = Literal["raised", "confirmed", "false_alarm", "dispatched", "handled"]
 
 router = APIRouter(prefix="/api/video-alerts", tags=["video"])
-
-
-class VideoAlertCreate(Request):
-    camera_id: UUID
-    incident: Name
-    kind: AlertKind
-    confidence_permille: Annotated[int, Field(ge=0, le=1000)]
-    observed_at: UtcTime
-    zone: Name
-    evidence_sm3: Hash
 
 
 class ReviewRequest(Request):
@@ -93,14 +84,6 @@ async def get_video_alert(alert_id: UUID, p: CurrentIdentity,
                          "alert_id")
     scope_city(p, row["city"], "alert_id")
     return VideoAlertOut.model_validate(row)
-
-
-@router.post("", status_code=201, responses=COMMAND)
-async def raise_video_alert(body: VideoAlertCreate,
-                            commands: CommandsDep) -> CommandResult:
-    """RaiseVideoAlert (terminal of the camera's city): one alert per incident;
-    the same incident again is 409."""
-    return await commands.submit("RaiseVideoAlert", body.model_dump(mode="json"))
 
 
 @router.post("/{alert_id}/review", responses=COMMAND_ON)

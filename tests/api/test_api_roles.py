@@ -44,25 +44,30 @@ def _scheme(api: Api) -> str:
     return api.scheme()
 
 
-def _camera_body(api: Api) -> dict[str, Any]:
-    return {"camera_code": name("cam"), "department": "transport",
-            "place_id": api.identifier("place", scheme="poi"),
-            "zones": [{"zone": "stall", "polygon": [[0, 0], [90, 0], [90, 60]],
-                       "detectors": ["fire"]}]}
+CAMERA = {"department": "transport",
+          "zones": [{"zone": "stall", "polygon": [[0, 0], [90, 0], [90, 60]],
+                     "detectors": ["fire"]}]}
 
 
-def _alert_body(api: Api) -> dict[str, Any]:
-    camera = api.ok("/api/cameras", _camera_body(api), KS_TRANSPORT)
-    return {"camera_id": camera["result"]["id"], "incident": name("fire"),
-            "kind": "fire", "confidence_permille": 800,
-            "observed_at": "2026-11-20T08:00:00Z", "zone": "stall",
-            "evidence_sm3": unique_hash()}
+def _camera(api: Api) -> Call:
+    """A camera at a new place of Kunshan: (path, body) of RegisterCamera."""
+    place = api.identifier("place", scheme="poi")
+    return (f"/api/identifiers/{place}/cameras",
+            {"camera_code": name("cam"), **CAMERA})
+
+
+def _raise(api: Api) -> Call:
+    """A new camera's RaiseVideoAlert: (path, body)."""
+    camera = api.ok(*_camera(api), KS_TRANSPORT)["result"]["id"]
+    return (f"/api/cameras/{camera}/alerts", {
+        "incident": name("fire"), "kind": "fire", "confidence_permille": 800,
+        "observed_at": "2026-11-20T08:00:00Z", "zone": "stall",
+        "evidence_sm3": unique_hash()})
 
 
 def _alert(api: Api, *steps: tuple[str, dict[str, Any]]) -> str:
     """A raised alert of a Kunshan transport camera, taken through ``steps``."""
-    alert = str(api.ok("/api/video-alerts", _alert_body(api), KS_TERMINAL)
-                ["result"]["id"])
+    alert = str(api.ok(*_raise(api), KS_TERMINAL)["result"]["id"])
     for action, body in steps:
         api.ok(f"/api/video-alerts/{alert}/{action}", body, KS_TRANSPORT, 200)
     return alert
@@ -107,8 +112,8 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
     "PublishFeeRule": lambda api: ("/api/fee-rules", {
         "scene": "retail", "party": "issuer", "rate_bps": 25, "min_fee_fen": 0,
         "max_fee_fen": 300, "effective_day": new_day()}),
-    "RegisterCamera": lambda api: ("/api/cameras", _camera_body(api)),
-    "RaiseVideoAlert": lambda api: ("/api/video-alerts", _alert_body(api)),
+    "RegisterCamera": _camera,
+    "RaiseVideoAlert": _raise,
     "ReviewAlert": lambda api: (f"/api/video-alerts/{_alert(api)}/review",
                                 {"verdict": "false_alarm", "note": "a lamp"}),
     "DispatchAlert": lambda api: (

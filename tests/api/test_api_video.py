@@ -21,21 +21,24 @@ Who = tuple[str, ...]
 
 
 def _alert(api: Api, camera: str, kind: str, zone: str, at: str) -> str:
-    return str(api.ok("/api/video-alerts", {
-        "camera_id": camera, "incident": name(kind), "kind": kind,
-        "confidence_permille": 900, "observed_at": at, "zone": zone,
-        "evidence_sm3": unique_hash()}, KS_TERMINAL)["result"]["id"])
+    return str(api.ok(f"/api/cameras/{camera}/alerts", {
+        "incident": name(kind), "kind": kind, "confidence_permille": 900,
+        "observed_at": at, "zone": zone, "evidence_sm3": unique_hash()},
+        KS_TERMINAL)["result"]["id"])
+
+
+def _camera(api: Api, zones: list[dict[str, Any]]) -> str:
+    place = api.identifier("place", scheme="poi")
+    return str(api.ok(f"/api/identifiers/{place}/cameras", {
+        "camera_code": name("cam"), "department": "transport", "zones": zones},
+        KS_TRANSPORT)["result"]["id"])
 
 
 def test_video_alerts_lifecycle_and_lists(api: Api) -> None:
-    camera = str(api.ok("/api/cameras", {
-        "camera_code": name("cam"), "department": "transport",
-        "place_id": api.identifier("place", scheme="poi"),
-        "zones": [{"zone": "plaza", "polygon": [[0, 0], [9, 0], [9, 9]],
+    camera = _camera(api, [{"zone": "plaza", "polygon": [[0, 0], [9, 0], [9, 9]],
                    "detectors": ["crowd"], "min_people": 12},
                   {"zone": "stall", "polygon": [[10, 0], [19, 0], [19, 9]],
-                   "detectors": ["fire", "garbage"]}]},
-        KS_TRANSPORT)["result"]["id"])
+                   "detectors": ["fire", "garbage"]}])
     fire = _alert(api, camera, "fire", "stall", "2031-05-04T10:00:00Z")
     crowd = _alert(api, camera, "crowd", "plaza", "2031-05-04T11:30:00.25Z")
     litter = _alert(api, camera, "garbage", "stall", "2031-05-05T07:00:00Z")
@@ -78,14 +81,19 @@ def test_video_alerts_lifecycle_and_lists(api: Api) -> None:
             ("garbage", "raised")} <= set(counts)
 
 
-def test_raising_an_incident_twice_is_409(api: Api) -> None:
-    camera = str(api.ok("/api/cameras", {
-        "camera_code": name("cam"), "department": "transport",
-        "place_id": api.identifier("place", scheme="poi"),
-        "zones": [{"zone": "stall", "polygon": [[0, 0], [9, 0], [9, 9]],
-                   "detectors": ["fire"]}]}, KS_TRANSPORT)["result"]["id"])
-    body = {"camera_id": camera, "incident": name("fire"), "kind": "fire",
+def test_raising_an_incident_twice_is_409_and_unknown_ids_404(api: Api) -> None:
+    camera = _camera(api, [{"zone": "stall", "polygon": [[0, 0], [9, 0], [9, 9]],
+                            "detectors": ["fire"]}])
+    body = {"incident": name("fire"), "kind": "fire",
             "confidence_permille": 900, "observed_at": "2031-05-04T10:00:00Z",
             "zone": "stall", "evidence_sm3": unique_hash()}
-    api.ok("/api/video-alerts", body, KS_TERMINAL)
-    problem(api.post("/api/video-alerts", body, KS_TERMINAL), 409, "incident")
+    api.ok(f"/api/cameras/{camera}/alerts", body, KS_TERMINAL)
+    problem(api.post(f"/api/cameras/{camera}/alerts", body, KS_TERMINAL), 409,
+            "incident")
+    nothing = "00000000-0000-0000-0000-000000000009"
+    problem(api.post(f"/api/cameras/{nothing}/alerts", body, KS_TERMINAL), 404,
+            "camera_id")
+    problem(api.post(f"/api/identifiers/{nothing}/cameras", {
+        "camera_code": name("cam"), "department": "transport",
+        "zones": [{"zone": "a", "polygon": [[0, 0], [9, 0], [9, 9]],
+                   "detectors": ["fire"]}]}, KS_TRANSPORT), 404, "place_id")
