@@ -11,6 +11,7 @@ checkpoint makes the restarted one resume where the old one stopped.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,8 +51,7 @@ class CameraActor:
         self.watch.stop()
 
     def pid(self) -> int:
-        import os
-
+        """The actor's process (a restart gives a new one)."""
         return os.getpid()
 
 
