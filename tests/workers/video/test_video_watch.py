@@ -4,6 +4,8 @@ bounded queue, the checkpoint; and the CLI (``workers``, ``video watch``)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,16 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     assert Checkpoint.load(tmp_path / "none.json", 7.0) == Checkpoint(7.0)
 
 
+JOIN = """
+import sys
+from pathlib import Path
+from workers.cluster import join
+address = join(Path(sys.argv[1]))
+import ray
+print(address, ray.get(ray.remote(lambda: 42).remote()))
+"""
+
+
 def test_workers_up_status_down(tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     d = ["--data-dir", str(tmp_path)]
@@ -140,6 +152,12 @@ def test_workers_up_status_down(tmp_path: Path,
         assert json.loads(capsys.readouterr().out)["pid"] == up["pid"]
         assert main(["workers", "status", *d]) == 0
         capsys.readouterr()
+        # another process joins it with the token from the state file
+        joined = subprocess.run([sys.executable, "-c", JOIN, str(tmp_path)],
+                                capture_output=True, text=True, timeout=120)
+        assert joined.stdout.split()[-2:] == [up["address"], "42"], joined.stderr
+        # (without the token Ray refuses the join, after ~20 s of retries: not
+        # worth the wait here)
     finally:
         assert main(["workers", "down", *d]) == 0
     assert json.loads(capsys.readouterr().out) == {"stopped": True}
