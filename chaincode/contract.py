@@ -12,6 +12,7 @@ from __future__ import annotations
 from chaincode import (
     audit,
     blacklist,
+    cameras,
     cards,
     codes,
     identifiers,
@@ -38,7 +39,8 @@ from chaincode.registry import (
     query,
 )
 
-FAMILIES = (identifiers, codes, issuing, cards, settlement, blacklist, audit)
+FAMILIES = (identifiers, codes, issuing, cards, settlement, blacklist, audit,
+            cameras)
 
 __all__ = ["COMMANDS", "EVENT_NAME", "FAMILIES", "MAX_BATCH_RECORDS", "QUERIES",
            "Args", "CardRecord", "Ciphertext", "CodeType", "Context", "Day", "Hash",

@@ -382,6 +382,9 @@ def dashboard(db: Database, days: int = 30, latest_blocks: int = 10) -> Row:
             "FROM risk_alerts GROUP BY kind ORDER BY kind"),
         "ranking": ranking(db, "amount_fen", StatsFilter())[:10],
         "peak_days": peak_days(db, StatsFilter(), 5),
+        "video_alerts_by_kind": db.query(
+            "SELECT kind, status, COUNT(*) AS count FROM video_alerts "
+            "GROUP BY kind, status ORDER BY kind, status"),
     }
 
 
@@ -409,3 +412,13 @@ class DashboardCache:
                 self._entries.clear()
             self._entries[key] = (positions, rows)
         return rows
+
+
+# ---------------------------------------------------------------- video alerts
+def video_alerts(db: Database, where: Where, limit: int, offset: int) -> Page:
+    return page(db, "video_alerts", where, "observed_at DESC, id DESC", limit,
+                offset)
+
+
+def video_alert(db: Database, alert_id: str) -> Row | None:
+    return db.query_one("SELECT * FROM video_alerts WHERE id = ?", (alert_id,))

@@ -676,8 +676,80 @@ class Blocks(Projection):
                      None if not checked else int(error is None), error))
 
 
+class VideoAlerts(Projection):
+    """Cameras and their video alerts (AI jobs), by status, camera, kind, day."""
+
+    name = "video_alerts"
+    tables = ("video_alerts", "cameras")
+    schema = """
+    CREATE TABLE IF NOT EXISTS cameras (
+        id TEXT PRIMARY KEY, city TEXT NOT NULL, camera_code TEXT NOT NULL,
+        place_id TEXT NOT NULL, department TEXT NOT NULL, zones TEXT NOT NULL,
+        registered_by TEXT NOT NULL, registered_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS video_alerts (
+        id TEXT PRIMARY KEY, camera_id TEXT NOT NULL, city TEXT NOT NULL,
+        department TEXT NOT NULL, incident TEXT NOT NULL, kind TEXT NOT NULL,
+        zone TEXT NOT NULL, confidence_permille INTEGER NOT NULL,
+        observed_at TEXT NOT NULL, day TEXT NOT NULL, evidence_sm3 TEXT NOT NULL,
+        status TEXT NOT NULL, raised_by TEXT NOT NULL, raised_at TEXT NOT NULL,
+        reviewed_by TEXT, reviewed_at TEXT, note TEXT, dispatched_to TEXT,
+        dispatched_by TEXT, dispatched_at TEXT, handled_by TEXT, handled_at TEXT,
+        outcome TEXT, updated_at TEXT NOT NULL, version INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS video_alerts_status
+        ON video_alerts (city, status, observed_at);
+    CREATE INDEX IF NOT EXISTS video_alerts_camera
+        ON video_alerts (camera_id, observed_at)
+    """
+
+    @on("CameraRegistered")
+    def camera(self, cur: Cursor, ev: CommittedEvent) -> None:
+        d = ev.data
+        cur.execute("INSERT INTO cameras VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ev.aggregate_id, d["city"], d["camera_code"], d["place_id"],
+                     d["department"], json.dumps(d["zones"], sort_keys=True),
+                     d["registered_by"], ev.timestamp))
+
+    @on("VideoAlertRaised")
+    def raised(self, cur: Cursor, ev: CommittedEvent) -> None:
+        d = ev.data
+        cur.execute("INSERT INTO video_alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+                    "NULL, ?, ?)",
+                    (ev.aggregate_id, d["camera_id"], d["city"], d["department"],
+                     d["incident"], d["kind"], d["zone"], d["confidence_permille"],
+                     d["observed_at"], d["observed_at"][:10], d["evidence_sm3"],
+                     "raised", d["raised_by"], ev.timestamp, ev.timestamp,
+                     ev.version))
+
+    @staticmethod
+    def _set(cur: Cursor, ev: CommittedEvent, **values: Any) -> None:
+        sets = "".join(f"{k} = ?, " for k in values)
+        cur.execute(f"UPDATE video_alerts SET {sets}version = ?, updated_at = ? "
+                    "WHERE id = ?", (*values.values(), ev.version, ev.timestamp,
+                                     ev.aggregate_id))
+
+    @on("VideoAlertReviewed")
+    def reviewed(self, cur: Cursor, ev: CommittedEvent) -> None:
+        d = ev.data
+        self._set(cur, ev, status=d["verdict"], reviewed_by=d["reviewed_by"],
+                  reviewed_at=ev.timestamp, note=d.get("note"))
+
+    @on("VideoAlertDispatched")
+    def dispatched(self, cur: Cursor, ev: CommittedEvent) -> None:
+        d = ev.data
+        self._set(cur, ev, status="dispatched", dispatched_to=d["department"],
+                  dispatched_by=d["dispatched_by"], dispatched_at=ev.timestamp)
+
+    @on("VideoAlertHandled")
+    def handled(self, cur: Cursor, ev: CommittedEvent) -> None:
+        d = ev.data
+        self._set(cur, ev, status="handled", handled_by=d["handled_by"],
+                  handled_at=ev.timestamp, outcome=d["outcome"])
+
+
 EVENT_PROJECTIONS: tuple[Projection, ...] = (Identifiers(), CodeSchemes(),
                                              CardTransactions(), Clearing(),
-                                             Blacklist(), CardAnalytics())
+                                             Blacklist(), CardAnalytics(),
+                                             VideoAlerts())
 BLOCKS = Blocks()
 ALL_PROJECTIONS: tuple[Projection, ...] = (*EVENT_PROJECTIONS, BLOCKS)

@@ -10,6 +10,7 @@ import itertools
 import os
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -329,6 +330,7 @@ class World:
     settled_day: str = ""
     settlement_keys: dict[str, bytes] = field(default_factory=dict)
     disputed_batch: str = ""
+    video: dict[str, str] = field(default_factory=dict)  # build_video_world
 
     @property
     def conn(self) -> Connection:
@@ -460,7 +462,58 @@ def build_world(ids: Clients[Any]) -> World:
                  w.record("t1", "Taicang", 125)]
     w.batch = ks_admin.submit("ReportTransactionBatch",
                               batch_args(w.records, w.day)).result["id"]
+    build_video_world(w)
     return w
+
+
+# ------------------------------------------------------------ cameras (video)
+def camera_args(place_id: str, code: str, department: str = "transport"
+                ) -> dict[str, Any]:
+    """RegisterCamera arguments: zones plaza (crowd) and stall (fire, garbage)."""
+    return {"camera_code": code, "place_id": place_id, "department": department,
+            "zones": [
+                {"zone": "plaza", "polygon": [[0, 150], [330, 150], [330, 350],
+                                              [0, 350]],
+                 "detectors": ["crowd"], "min_people": 8, "hold_seconds": 3},
+                {"zone": "stall", "polygon": [[370, 30], [620, 30], [620, 200]],
+                 "detectors": ["fire", "garbage"], "garbage_seconds": 60}]}
+
+
+def alert_args(camera_id: str, incident: str, kind: str = "fire",
+               zone: str = "stall") -> dict[str, Any]:
+    return {"camera_id": camera_id, "incident": incident, "kind": kind,
+            "confidence_permille": 870, "observed_at": "2026-11-20T08:15:30Z",
+            "zone": zone, "evidence_sm3": unique_hash()}
+
+
+# per Clients (so per ledger): place, camera, camera code
+_CAMERAS: weakref.WeakKeyDictionary[Clients[Any], tuple[str, str, str]] = (
+    weakref.WeakKeyDictionary())
+
+
+def build_video_world(w: World) -> None:
+    """Kunshan transport's camera at a place (one per ledger client set: no
+    test changes either), and three alerts of the world's own: ``raised``,
+    ``confirmed`` and ``dispatched`` (to Kunshan health)."""
+    ks_transport = w.ids("Kunshan", "transport")
+    terminal = w.ids("Kunshan", "terminal")
+    v = w.video
+    if w.ids not in _CAMERAS:
+        place = ks_transport.submit("RegisterIdentifier", identifier_args(
+            "place", "poi")).result["id"]
+        code = unique_name("cam")
+        camera = ks_transport.submit("RegisterCamera", camera_args(
+            place, code)).result["id"]
+        _CAMERAS[w.ids] = (place, camera, code)
+    v["place"], v["camera"], v["camera_code"] = _CAMERAS[w.ids]
+    for name in ("raised", "confirmed", "dispatched"):
+        v[name] = terminal.submit("RaiseVideoAlert", alert_args(
+            v["camera"], w.unique(name))).result["id"]
+    for name in ("confirmed", "dispatched"):
+        ks_transport.submit("ReviewAlert", {"alert_id": v[name],
+                                            "verdict": "confirmed"})
+    ks_transport.submit("DispatchAlert", {"alert_id": v["dispatched"],
+                                          "department": "health"})
 
 
 # For every command: an authorised caller and arguments that succeed on any
@@ -532,8 +585,22 @@ VALID: dict[str, tuple[tuple[str, str], Callable[[World], dict[str, Any]]]] = {
         "scene": "ferry", "party": "acquirer", "rate_bps": 30, "min_fee_fen": 1,
         "max_fee_fen": 500, "effective_day": w.day}),
 }
+VALID.update({
+    "RegisterCamera": (("Kunshan", "transport"), lambda w: camera_args(
+        w.video["place"], unique_name("cam"))),
+    "RaiseVideoAlert": (("Kunshan", "terminal"), lambda w: alert_args(
+        w.video["camera"], unique_name("incident"))),
+    "ReviewAlert": (("Kunshan", "transport"), lambda w: {
+        "alert_id": w.video["raised"], "verdict": "confirmed",
+        "note": "fire seen on the clip"}),
+    "DispatchAlert": (("Kunshan", "transport"), lambda w: {
+        "alert_id": w.video["confirmed"], "department": "health"}),
+    "HandleAlert": (("Kunshan", "health"), lambda w: {
+        "alert_id": w.video["dispatched"], "outcome": "extinguished"}),
+})
 OPTIONAL = {("RegisterIdentifier", "attributes"), ("ConfirmTransactions", "record_ids"),
-            ("RespondToDispute", "evidence_sm3"), ("RespondToDispute", "note")}
+            ("RespondToDispute", "evidence_sm3"), ("RespondToDispute", "note"),
+            ("ReviewAlert", "note")}
 
 
 def run_scenario(ids: Clients[Any]) -> dict[str, Receipt]:

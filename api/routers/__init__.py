@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from api.routers import (
     blocks,
+    cameras,
     card_batches,
     card_blacklist,
     card_volumes,
@@ -21,6 +22,7 @@ from api.routers import (
     settlements,
     statistics,
     system,
+    video_alerts,
 )
 
 ROUTERS = [identifiers.router, departments.router, code_schemes.router,
@@ -28,5 +30,7 @@ ROUTERS = [identifiers.router, departments.router, code_schemes.router,
            fee_rules.router, disputes.router, settlements.router, settlements.keys,
            card_blacklist.router, card_blacklist.signing, statistics.router,
            risk_alerts.router, issuer_keys.router, issuer_keys.urls,
+           issuer_keys.schemes,
+           cameras.router, video_alerts.router,
            blocks.router, ledger.router, dashboard.router, system.router,
            pages.router]

@@ -86,6 +86,7 @@ class DashboardSummary(BaseModel):
     ranking: list[CityRank]
     peak_days: list[DayVolume]
     projection: ProjectionStatus
+    video_alerts_by_kind: list[KindCount]  # crowd, fire, garbage
 
 
 @router.get("/summary", responses=READ)
@@ -97,8 +98,9 @@ async def summary(_: Leader, read: ReadDB, runtime: RuntimeDep,
     the latest ``blocks`` blocks with their verification state, the cities'
     settlements of the latest ``days`` cleared days (overdue: unconfirmed
     past the confirm-by day), disputes by status, the blacklisted cards, risk
-    alerts by kind, the ranking of cities and the peak days (all days), and
-    the projection lag. For center admins, auditors and city admins."""
+    alerts by kind, the ranking of cities and the peak days (all days), video
+    alerts by kind and status, and the projection lag. For center admins,
+    auditors and city admins."""
     data = await read(runtime.dashboard, days, blocks)
     return DashboardSummary.model_validate({
         **data, "generated_at": datetime.now(UTC),

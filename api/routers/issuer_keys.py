@@ -19,6 +19,7 @@ from chaincode.issuing import CertificatePem, Url
 
 router = APIRouter(prefix="/api/issuer-keys", tags=["code schemes"])
 urls = APIRouter(prefix="/api/guide-urls", tags=["code schemes"])
+schemes = APIRouter(prefix="/api/code-schemes", tags=["code schemes"])
 
 
 class IssuerKeyCreate(Request):
@@ -52,7 +53,6 @@ class IssuerKeys(BaseModel):
 
 
 class GuideUrlCreate(Request):
-    scheme_id: UUID
     url: Url
 
 
@@ -88,10 +88,13 @@ async def list_keys(p: CurrentIdentity, ledger: LedgerDep) -> IssuerKeys:
     return IssuerKeys.model_validate(got)
 
 
-@urls.post("", status_code=201, responses=COMMAND_ON)
-async def file_url(body: GuideUrlCreate, commands: CommandsDep) -> CommandResult:
-    """FileGuideUrl (the scheme's department): the https URL its codes lead to."""
-    return await commands.submit("FileGuideUrl", body.model_dump(mode="json"))
+@schemes.post("/{scheme_id}/guide-urls", status_code=201, responses=COMMAND_ON)
+async def file_url(scheme_id: UUID, body: GuideUrlCreate,
+                   commands: CommandsDep) -> CommandResult:
+    """FileGuideUrl (the scheme's department): the https URL its codes lead to;
+    the scheme must be approved."""
+    return await commands.submit("FileGuideUrl", {"scheme_id": str(scheme_id),
+                                                  "url": body.url})
 
 
 @urls.post("/{url_id}/approve", responses=COMMAND_ON)

@@ -197,6 +197,8 @@ function render(s) {
     s.code_schemes_by_status.map((c) => [c.status, c.count]));
   table("identifiers", ["kind", "status", "count"],
     s.identifiers_by_kind.map((c) => [c.kind, c.status, c.count]));
+  table("video-alerts", ["kind", "status", "alerts"],
+    (s.video_alerts_by_kind || []).map((c) => [c.kind, c.status, c.count]));
 
   table("blocks", ["block", "hash", "txs", "committed", "verification"],
     s.latest_blocks.map((b) => [b.number, { text: `${b.hash.slice(0, 12)}…`,

@@ -162,9 +162,9 @@ class Api:
 
     def guide_url(self) -> str:
         """A guide URL filed by Kunshan transport, not decided."""
-        return str(self.ok("/api/guide-urls", {
-            "scheme_id": self.approved_scheme(),
-            "url": f"https://code.kunshan.example/{name('u')}"},
+        return str(self.ok(
+            f"/api/code-schemes/{self.approved_scheme()}/guide-urls",
+            {"url": f"https://code.kunshan.example/{name('u')}"},
             KS_TRANSPORT)["result"]["id"])
 
     def disputed(self, contested: bool = False) -> tuple[str, str]:

@@ -13,6 +13,7 @@ import pytest
 from apikit import (
     CENTER_ADMIN,
     KS_ADMIN,
+    KS_TERMINAL,
     KS_TRANSPORT,
     ROLES,
     SH_ADMIN,
@@ -59,6 +60,39 @@ def _user_key(api: Api) -> str:
                           issuer_keys(api.clients).institution)
     api.ok("/api/issuer-keys/users", {"certificate_pem": cert.pem}, KS_ADMIN)
     return cert.fingerprint
+
+
+CAMERA = {"department": "transport",
+          "zones": [{"zone": "stall", "polygon": [[0, 0], [90, 0], [90, 60]],
+                     "detectors": ["fire"]}]}
+
+
+def _camera(api: Api) -> Call:
+    """A camera at a new place of Kunshan: (path, body) of RegisterCamera."""
+    place = api.identifier("place", scheme="poi")
+    return (f"/api/identifiers/{place}/cameras",
+            {"camera_code": name("cam"), **CAMERA})
+
+
+def _raise(api: Api) -> Call:
+    """A new camera's RaiseVideoAlert: (path, body)."""
+    camera = api.ok(*_camera(api), KS_TRANSPORT)["result"]["id"]
+    return (f"/api/cameras/{camera}/alerts", {
+        "incident": name("fire"), "kind": "fire", "confidence_permille": 800,
+        "observed_at": "2026-11-20T08:00:00Z", "zone": "stall",
+        "evidence_sm3": unique_hash()})
+
+
+def _alert(api: Api, *steps: tuple[str, dict[str, Any]]) -> str:
+    """A raised alert of a Kunshan transport camera, taken through ``steps``."""
+    alert = str(api.ok(*_raise(api), KS_TERMINAL)["result"]["id"])
+    for action, body in steps:
+        api.ok(f"/api/video-alerts/{alert}/{action}", body, KS_TRANSPORT, 200)
+    return alert
+
+
+CONFIRM = ("review", {"verdict": "confirmed"})
+DISPATCH = ("dispatch", {"department": "transport"})
 
 
 # For each command: (path, body) that the allowed roles of ROLES can perform,
@@ -120,9 +154,9 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
             issuer_keys(api.clients).institution)[1].pem}),
     "RevokeIssuerKey": lambda api: (
         f"/api/issuer-keys/{_user_key(api)}/revoke", {"reason": "lost"}),
-    "FileGuideUrl": lambda api: ("/api/guide-urls", {
-        "scheme_id": api.approved_scheme(),
-        "url": f"https://code.kunshan.example/{name('u')}"}),
+    "FileGuideUrl": lambda api: (
+        f"/api/code-schemes/{api.approved_scheme()}/guide-urls",
+        {"url": f"https://code.kunshan.example/{name('u')}"}),
     "ApproveGuideUrl": lambda api: (
         f"/api/guide-urls/{api.guide_url()}/approve", {}),
     "RejectGuideUrl": lambda api: (
@@ -130,6 +164,16 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
     "BlacklistCards": lambda api: ("/api/card-blacklist", {"cards": [{
         "card_id_hash": unique_hash(), "reason": "lost",
         "since": "2031-01-01T00:00:00Z"}]}),
+    "RegisterCamera": _camera,
+    "RaiseVideoAlert": _raise,
+    "ReviewAlert": lambda api: (f"/api/video-alerts/{_alert(api)}/review",
+                                {"verdict": "false_alarm", "note": "a lamp"}),
+    "DispatchAlert": lambda api: (
+        f"/api/video-alerts/{_alert(api, CONFIRM)}/dispatch",
+        {"department": "transport"}),
+    "HandleAlert": lambda api: (
+        f"/api/video-alerts/{_alert(api, CONFIRM, DISPATCH)}/handle",
+        {"outcome": "put out"}),
 }
 
 

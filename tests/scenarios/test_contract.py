@@ -82,6 +82,12 @@ ALLOWED: dict[str, frozenset[Role]] = {
     "FileGuideUrl": frozenset({Role.DEPARTMENT}),
     "ApproveGuideUrl": frozenset({Role.CITY_ADMIN, Role.CENTER_ADMIN}),
     "RejectGuideUrl": frozenset({Role.CITY_ADMIN, Role.CENTER_ADMIN}),
+    # cameras: workers raise with a terminal identity; people decide
+    "RegisterCamera": frozenset({Role.DEPARTMENT, Role.CITY_ADMIN}),
+    "RaiseVideoAlert": frozenset({Role.TERMINAL}),
+    "ReviewAlert": frozenset({Role.DEPARTMENT, Role.CITY_ADMIN}),
+    "DispatchAlert": frozenset({Role.DEPARTMENT, Role.CITY_ADMIN}),
+    "HandleAlert": frozenset({Role.DEPARTMENT, Role.CITY_ADMIN}),
 }
 
 
@@ -417,7 +423,9 @@ def _wrong_type(value: Any) -> Any:
 
 # Arguments whose shape alone matters (test cases are made before any world).
 DUMMY = World(None, "dummy", "2026-11-20", person="1" * 32,  # type: ignore[arg-type]
-              obj="2" * 32, org="3" * 32, scheme="4" * 32, batch="5" * 32)
+              obj="2" * 32, org="3" * 32, scheme="4" * 32, batch="5" * 32,
+              video=dict.fromkeys(("place", "camera", "raised", "confirmed",
+                                   "dispatched"), "6" * 32))
 
 
 def _generic_malformed() -> list[Any]:
@@ -642,7 +650,7 @@ def _unstorable_cases() -> list[Any]:
 
 
 # top-level fields of the chaincode.registry types Text and Ciphertext
-FREE_TEXT = {"reason", "name", "attributes", "note", "payment_reference"}
+FREE_TEXT = {"reason", "name", "attributes", "note", "payment_reference", "outcome"}
 
 
 @pytest.mark.parametrize(("function", "path"), _unstorable_cases())
