@@ -8,7 +8,7 @@ node and the chaincode server alike).
 
 from __future__ import annotations
 
-from chaincode import audit, cards, codes, identifiers
+from chaincode import audit, calls, cards, codes, identifiers
 from chaincode.cards import MAX_BATCH_RECORDS, CardRecord, card_leaf
 from chaincode.identifiers import derive_identifier_id
 from chaincode.registry import (
@@ -29,7 +29,7 @@ from chaincode.registry import (
     query,
 )
 
-FAMILIES = (identifiers, codes, cards, audit)
+FAMILIES = (identifiers, codes, cards, audit, calls)
 
 __all__ = ["COMMANDS", "EVENT_NAME", "FAMILIES", "MAX_BATCH_RECORDS", "QUERIES",
            "Args", "CardRecord", "Ciphertext", "CodeType", "Context", "Day", "Hash",

@@ -263,6 +263,7 @@ class World:
     scope: str = ""
     batch: str = ""
     records: list[dict[str, Any]] = field(default_factory=list)
+    campaign: str = ""  # a call campaign Kunshan transport started
 
     @property
     def conn(self) -> Connection:
@@ -303,7 +304,16 @@ def build_world(ids: Clients[Any]) -> World:
                  w.record("t1", "Taicang", 125)]
     w.batch = ks_admin.submit("ReportTransactionBatch",
                               batch_args(w.records, w.day)).result["id"]
+    w.campaign = w.unique("survey")
+    ks_transport.submit("StartCallCampaign", call_campaign_args(w.campaign))
     return w
+
+
+def call_campaign_args(campaign: str, contact_count: int = 3) -> dict[str, Any]:
+    """StartCallCampaign arguments: a template version and a count, no numbers."""
+    return {"campaign": campaign, "template_name": "bus-survey",
+            "template_version": 1, "template_sm3": sm3_hex("bus-survey v1"),
+            "contact_count": contact_count}
 
 
 # For every command: an authorised caller and arguments that succeed on any
@@ -339,6 +349,12 @@ VALID: dict[str, tuple[tuple[str, str], Callable[[World], dict[str, Any]]]] = {
         "scene": "ferry", "party": "acquirer", "rate_bps": 30, "min_fee_fen": 1,
         "max_fee_fen": 500, "effective_day": w.day}),
 }
+VALID.update({
+    "StartCallCampaign": (("Kunshan", "transport"), lambda w: call_campaign_args(
+        w.unique("survey2"))),
+    "CompleteCallCampaign": (("Kunshan", "transport"), lambda w: {
+        "campaign": w.campaign, "outcomes": {"satisfied": 2, "no_answer": 1}}),
+})
 OPTIONAL = {("RegisterIdentifier", "attributes"), ("ConfirmTransactions", "record_ids")}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from api.routers import (
     blocks,
+    call_campaigns,
     card_batches,
     card_volumes,
     clearing_runs,
@@ -19,6 +20,6 @@ from api.routers import (
 
 ROUTERS = [identifiers.router, departments.router, code_schemes.router,
            card_batches.router, card_volumes.router, clearing_runs.router,
-           fee_rules.router,
+           fee_rules.router, call_campaigns.router,
            blocks.router, ledger.router, dashboard.router, system.router,
            pages.router]

@@ -22,7 +22,7 @@ from apikit import (
     new_day,
     problem,
 )
-from helpers import card_record, unique_hash
+from helpers import call_campaign_args, card_record, unique_hash
 
 from api.gateway import allowed_roles
 from api.tokens import Principal
@@ -41,6 +41,14 @@ def _batch_for_kunshan(api: Api) -> tuple[str, str]:
 
 def _scheme(api: Api) -> str:
     return api.scheme()
+
+
+def _campaign(api: Api, contact_count: int = 2) -> str:
+    """A call campaign Kunshan transport started: its name."""
+    campaign = name("c")
+    api.ok("/api/call-campaigns", call_campaign_args(campaign, contact_count),
+           KS_TRANSPORT)
+    return campaign
 
 
 # For each command: (path, body) that the allowed roles of ROLES can perform,
@@ -78,6 +86,11 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
     "PublishFeeRule": lambda api: ("/api/fee-rules", {
         "scene": "retail", "party": "issuer", "rate_bps": 25, "min_fee_fen": 0,
         "max_fee_fen": 300, "effective_day": new_day()}),
+    "StartCallCampaign": lambda api: ("/api/call-campaigns",
+                                      call_campaign_args(name("c"))),
+    "CompleteCallCampaign": lambda api: (
+        f"/api/call-campaigns/{_campaign(api)}/complete",
+        {"outcomes": {"satisfied": 1, "busy": 1}}),
 }
 
 

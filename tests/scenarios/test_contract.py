@@ -64,6 +64,8 @@ ALLOWED: dict[str, frozenset[Role]] = {
     "DisputeTransactions": frozenset({Role.CITY_ADMIN}),
     "RunClearing": frozenset({Role.CENTER_ADMIN}),
     "PublishFeeRule": frozenset({Role.CENTER_ADMIN}),
+    "StartCallCampaign": frozenset({Role.DEPARTMENT}),
+    "CompleteCallCampaign": frozenset({Role.DEPARTMENT}),
 }
 
 
