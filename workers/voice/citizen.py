@@ -7,14 +7,15 @@ the robot's calls and acts out a scenario chosen by the dialled number.
 ``scenarios.json`` maps a number (the user part of the dialled URI) to a
 scenario; ``"*"`` is the default. A scenario::
 
-    {"answer": "yes" | "busy" | "never", "ring_s": 0.2,
+    {"answer": "yes" | "busy" | "never", "ring_s": 0.2, "keep_audio": false,
      "steps": [{"after_prompt": true}, {"dtmf": "1"}, {"tones": "2"},
                {"say": "我很满意"}, {"wait_s": 1.0}, {"hangup": true}]}
 
 ``dtmf`` sends RFC 4733 events, ``tones`` plays the keys in-band, ``say``
 plays a recorded (synthesised) answer, ``after_prompt`` waits until the robot
 has spoken and then been quiet for 0.8 s. After the steps the citizen stays on
-the line, silent, until the robot hangs up. Prints ``ready`` once it listens;
+the line, silent, until the robot hangs up. ``keep_audio`` saves what each
+call heard as a WAV next to the log (for benchmarks). Prints ``ready`` once it listens;
 stops on SIGTERM or SIGINT, hanging up and cleaning up first.
 """
 
@@ -25,8 +26,10 @@ import contextlib
 import gc
 import json
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import wave
 from pathlib import Path
@@ -60,6 +63,10 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
         self.quiet_since: float | None = None
         self.step_started: float | None = None
         self.disconnected = False
+        # What the citizen heard, kept when the scenario says so (benchmarks
+        # compare it with the robot's prompt).
+        self.heard: list[bytes] | None = [] if self.scenario.get("keep_audio") \
+            else None
 
     def onCallState(self, prm: Any) -> None:  # pjsua2 callback
         info = self.getInfo()
@@ -104,6 +111,8 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
         if self.tap is None:
             return
         pcm = self.tap.drain()
+        if self.heard is not None and pcm:
+            self.heard.append(pcm)
         if pcm:
             rms = float(np.sqrt(np.mean(np.frombuffer(pcm, "<i2").astype(
                 np.float64) ** 2)))
@@ -146,6 +155,10 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
         self.player.startTransmit(self.audio)
 
     def release(self) -> None:
+        if self.heard is not None and self.tap is not None:
+            self.heard.append(self.tap.drain())
+            self.ua.keep(self.number, b"".join(self.heard))
+            self.heard = None
         if self.player is not None and self.audio is not None:
             with contextlib.suppress(pj.Error):
                 self.player.stopTransmit(self.audio)
@@ -175,6 +188,7 @@ class Citizen:
         self.calls: list[CitizenCall] = []
         self._log = log_path.open("a", encoding="utf-8") if log_path else None
         self._tones: dict[str, str] = {}
+        self._kept = 0
         self.sip = SipEndpoint("citizen", port, rtp_port, _Account(self))
 
     def log(self, number: str, event: str, **data: Any) -> None:
@@ -183,6 +197,19 @@ class Citizen:
                                         "event": event, **data},
                                        ensure_ascii=False) + "\n")
             self._log.flush()
+
+    def keep(self, number: str, pcm: bytes) -> None:
+        """Save what a call heard as ``<log dir>/<number>-<n>.wav``."""
+        if self._log is None:
+            return
+        self._kept += 1
+        path = Path(self._log.name).with_name(f"{number}-{self._kept}.wav")
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(pcm)
+        self.log(number, "kept", path=str(path))
 
     def tones_wav(self, digits: str) -> str:
         if digits not in self._tones:
@@ -213,6 +240,59 @@ class Citizen:
         self.sip.close()
         if self._log:
             self._log.close()
+
+
+class CitizenProcess:
+    """A citizen started by ``spawn_citizen``: its port, log and stop."""
+
+    def __init__(self, proc: subprocess.Popen[str], port: int, log: Path) -> None:
+        self.proc, self.port, self.log = proc, port, log
+
+    def uri(self, number: str) -> str:
+        return f"sip:{number}@127.0.0.1:{self.port}"
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(ln) for ln in self.log.read_text().splitlines() if ln]
+
+    def stop(self) -> None:
+        """SIGTERM (it hangs up and cleans up), then SIGKILL after 10 s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def spawn_citizen(scenarios: dict[str, Any], workdir: Path, port: int,
+                  rtp_port: int, max_seconds: float = 300.0) -> CitizenProcess:
+    """Start a citizen process and return once it listens (or raise)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec, log = workdir / "scenarios.json", workdir / "citizen.jsonl"
+    spec.write_text(json.dumps(scenarios, ensure_ascii=False), encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "workers.voice.citizen", "--port", str(port),
+         "--rtp-port", str(rtp_port), "--scenarios", str(spec), "--log", str(log),
+         "--max-seconds", str(max_seconds)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    ready = threading.Event()
+
+    def read(stream: Any) -> None:  # also keeps a full pipe from blocking it
+        for line in stream:
+            if line.strip() == "ready":
+                ready.set()
+
+    threading.Thread(target=read, args=(proc.stdout,), daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not ready.wait(0.05):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            CitizenProcess(proc, port, log).stop()
+            raise RuntimeError(f"the simulated citizen on port {port} did not start")
+    return CitizenProcess(proc, port, log)
 
 
 def main(argv: list[str] | None = None) -> int:

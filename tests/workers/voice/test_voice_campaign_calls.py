@@ -66,7 +66,7 @@ def test_campaign_on_ray_call_workers(ray_local: None, citizen: CitizenProcess,
     campaign = Campaign("ray", contacts, ALL_DAY,
                         RetryPolicy(attempts=2, delay=timedelta(seconds=0.5)),
                         do_not_call={"13800000006"})
-    port = pick_sip_port()
+    port = pick_sip_port(2)
     dialer = RayDialer(EngineSpec(load_template(QUICK), str(tmp_path / "prompts"),
                                   port, rtp_base_for(port)), workers=2)
     try:
