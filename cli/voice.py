@@ -166,9 +166,17 @@ def run_campaign_start(args: argparse.Namespace) -> int:
               "DTMF only", file=sys.stderr)
     cdir = campaign_dir(args.data_dir, args.name)
     cdir.mkdir(parents=True, exist_ok=True)
+    recording_key = None
+    if template.record_audio and template.encrypt_audio:
+        from workers.voice.recordings import load_or_make_key
+
+        # Off chain, next to the campaign: deleting it forgets the recordings.
+        recording_key = load_or_make_key(cdir / "recording.key").hex()
     spec = EngineSpec(template, str(args.data_dir / "voice" / "prompts"),
                       args.sip_port, args.rtp_port, args.ring_timeout,
-                      str(args.asr_model) if args.asr_model else None)
+                      str(args.asr_model) if args.asr_model else None,
+                      str(cdir / "recordings") if template.record_audio else None,
+                      recording_key)
     conn = connect_args(args)
     try:
         user = ensure_identity(conn, args.city, "department", args.department)
@@ -226,6 +234,6 @@ def _write_calls(path: Path, campaign: Any) -> None:
                 "contact": cid, "final": p.final, "attempts": [
                     {"outcome": r.outcome, "sip_status": r.sip_status,
                      "setup_ms": r.setup_ms, "duration_s": round(r.duration_s, 2),
-                     "answers": r.answers,
+                     "answers": r.answers, "recording_sm3": r.recording_sm3,
                      "transcript": [[ln.who, ln.text] for ln in r.transcript]}
                     for r in p.results]}, ensure_ascii=False) + "\n")

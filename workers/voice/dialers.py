@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from workers.voice.asr import load_recogniser
 from workers.voice.intent import RuleMatcher
+from workers.voice.recordings import RecordingStore
 from workers.voice.robot import PJSUA_MAX_CALLS, CallEngine, CallResult, LinesBusy
 from workers.voice.template import Template
 from workers.voice.tts import PromptCache
@@ -33,6 +34,8 @@ class EngineSpec:
     rtp_port: int
     ring_timeout_s: float | None = None
     asr_model: str | None = None
+    recording_dir: str | None = None
+    recording_key: str | None = None  # hex; None: stored in clear
 
 
 class CallWorker:
@@ -44,7 +47,12 @@ class CallWorker:
         self.engine = CallEngine(spec.template, PromptCache(Path(spec.prompt_dir)),
                                  spec.sip_port, spec.rtp_port, recogniser=recogniser,
                                  matcher=RuleMatcher(),
-                                 ring_timeout_s=spec.ring_timeout_s)
+                                 ring_timeout_s=spec.ring_timeout_s,
+                                 recordings=RecordingStore(
+                                     Path(spec.recording_dir),
+                                     bytes.fromhex(spec.recording_key)
+                                     if spec.recording_key else None)
+                                 if spec.recording_dir else None)
         self.queue: list[tuple[str, str]] = []
 
     def step(self, dials: list[tuple[str, str]], ms: int) -> list[CallResult]:
@@ -117,9 +125,9 @@ class RayDialer:
         # An actor holds a SIP endpoint, not a CPU: many fit on 2 cores.
         actor = ray.remote(num_cpus=0.1, max_restarts=0)(CallWorker)
         self._ray: Any = ray
-        self.actors: list[Any] = [actor.remote(EngineSpec(  # type: ignore[attr-defined]
-            spec.template, spec.prompt_dir, spec.sip_port + i,
-            spec.rtp_port + 200 * i, spec.ring_timeout_s, spec.asr_model))
+        self.actors: list[Any] = [
+            actor.remote(replace(spec, sip_port=spec.sip_port + i,  # type: ignore[attr-defined]
+                                 rtp_port=spec.rtp_port + 200 * i))
             for i in range(workers)]
         self.capacity = PJSUA_MAX_CALLS * workers
         self._load = [0] * workers

@@ -25,6 +25,7 @@ import pjsua2 as pj
 from workers.voice.asr import Recogniser
 from workers.voice.dialog import Dialog, IntentMatcher, Line, Turn
 from workers.voice.dtmf import DtmfDetector
+from workers.voice.recordings import RecordingStore
 from workers.voice.sip import AudioTap, Player, SipEndpoint
 from workers.voice.template import Template
 from workers.voice.tts import PromptCache
@@ -51,6 +52,7 @@ class CallResult:
     answers: dict[str, str] = field(default_factory=dict)
     transcript: list[Line] = field(default_factory=list)
     digits: str = ""
+    recording_sm3: str | None = None  # what the citizen said, stored off chain
 
 
 class RobotCall(pj.Call):  # type: ignore[misc]
@@ -77,6 +79,7 @@ class RobotCall(pj.Call):  # type: ignore[misc]
         self.disconnected = False
         self.status = 0
         self.digits = ""
+        self.recorded: list[bytes] | None = [] if engine.recordings else None
 
     # ---------------------------------------------------------- pjsua2 side
     def onCallState(self, prm: Any) -> None:  # pjsua2 callback
@@ -168,6 +171,8 @@ class RobotCall(pj.Call):  # type: ignore[misc]
     def _hear(self, pcm: bytes) -> None:
         if not pcm:
             return
+        if self.recorded is not None:
+            self.recorded.append(pcm)
         for d in self.detector.feed(pcm):
             self._digit(d)
             self.utterance, self.voice_ms = [], 0  # tones are not speech
@@ -207,6 +212,9 @@ class RobotCall(pj.Call):  # type: ignore[misc]
             else:
                 self.outcome = self.dialog.hung_up()
         end = time.monotonic()
+        recording = None
+        if self.recorded and self.engine.recordings is not None:
+            recording = self.engine.recordings.put(b"".join(self.recorded))
         return CallResult(
             key=self.key, uri=self.uri, outcome=self.outcome, sip_status=self.status,
             answered=answered,
@@ -214,7 +222,7 @@ class RobotCall(pj.Call):  # type: ignore[misc]
             and self.confirmed_at else None,
             duration_s=end - (self.confirmed_at or end),
             answers=dict(self.dialog.answers), transcript=list(self.dialog.transcript),
-            digits=self.digits)
+            digits=self.digits, recording_sm3=recording)
 
     def release(self) -> None:
         self._stop_player()
@@ -241,8 +249,12 @@ class CallEngine:
                  rtp_port: int, recogniser: Recogniser | None = None,
                  matcher: IntentMatcher | None = None,
                  ring_timeout_s: float | None = None,
-                 max_calls: int = PJSUA_MAX_CALLS) -> None:
+                 max_calls: int = PJSUA_MAX_CALLS,
+                 recordings: RecordingStore | None = None) -> None:
+        """``recordings``: where calls are recorded, if the template asks for
+        it (``record_audio``)."""
         self.template, self.prompts = template, prompts
+        self.recordings = recordings if template.record_audio else None
         self.recogniser, self.matcher = recogniser, matcher
         self.ring_timeout_s = ring_timeout_s or template.ring_timeout_s
         for text in template.prompts():  # synthesise before the first call
