@@ -218,7 +218,8 @@ def test_system_endpoints(api: Api) -> None:
     problem(api.client.get("/api/projections"), 401, "Authorization")
     status = api.get("/api/projections", KS_TERMINAL).json()
     assert set(status["positions"]) == {"identifiers", "code_schemes",
-                                        "card_transactions", "clearing", "blocks"}
+                                        "card_transactions", "clearing", "blocks",
+                                        "call_campaigns"}
     problem(api.client.get("/api/nothing-here"), 404)
     problem(api.client.delete("/api/identifiers"), 405)
     docs = api.client.get("/docs")
