@@ -181,10 +181,6 @@ def run_campaign_start(args: argparse.Namespace) -> int:
     try:
         user = ensure_identity(conn, args.city, "department", args.department)
         ledger = conn.client(args.city, user)
-        started = ledger.submit("StartCallCampaign", {
-            "campaign": args.name, "template_name": template.name,
-            "template_version": template.version, "template_sm3": template.sm3,
-            "contact_count": len(contacts)})
         campaign = Campaign(args.name, contacts, hours,
                             RetryPolicy(args.attempts,
                                         timedelta(seconds=args.retry_after)),
@@ -195,6 +191,7 @@ def run_campaign_start(args: argparse.Namespace) -> int:
             print(("\r" if tty else "") + progress_line(c), end="" if tty else "\n",
                   file=sys.stderr, flush=True)
 
+        # The call workers first: if they cannot start, nothing is recorded.
         try:
             if args.local:
                 dialer: Any = LocalDialer(spec)
@@ -204,6 +201,10 @@ def run_campaign_start(args: argparse.Namespace) -> int:
         except AsrUnavailable as e:
             raise UserError(str(e)) from None
         try:
+            started = ledger.submit("StartCallCampaign", {
+                "campaign": args.name, "template_name": template.name,
+                "template_version": template.version,
+                "template_sm3": template.sm3, "contact_count": len(contacts)})
             counts = run_campaign(
                 campaign, dialer, lambda c: args.gateway.format(number=c.number),
                 SystemClock(), args.concurrency, FileControl(cdir / "control"), show)

@@ -16,6 +16,7 @@ from workers.voice.campaign import (
     Campaign,
     CampaignError,
     Contact,
+    FileControl,
     RetryPolicy,
     Status,
     load_contacts,
@@ -211,3 +212,17 @@ def test_calling_hours_option(text: str, ok: bool) -> None:
     else:
         with pytest.raises(CampaignError, match="--hours"):
             CallingHours.parse(text)
+
+
+def test_control_commands_reach_the_running_campaign(tmp_path: Path) -> None:
+    from cli.main import main
+    from cli.voice import campaign_dir
+
+    assert main(["voice", "campaign", "pause", "nope", "--data-dir",
+                 str(tmp_path)]) == 2
+    control = FileControl(campaign_dir(tmp_path, "c1") / "control")
+    assert control.read() is None
+    for action in ("pause", "resume", "cancel"):
+        assert main(["voice", "campaign", action, "c1", "--data-dir",
+                     str(tmp_path)]) == 0
+        assert control.read() == action

@@ -12,7 +12,7 @@ from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import CitizenProcess, pick_sip_port, rtp_base_for, start_citizen
+from voice_helpers import CitizenProcess, pick_sip_port, rtp_base_for, start_citizen
 
 from ledger.connect import connect
 from workers.voice.campaign import (
@@ -103,13 +103,13 @@ def test_cli_campaign_records_counts_on_the_ledger(citizen: CitizenProcess,
     dnc = tmp_path / "dnc.txt"
     dnc.write_text("13800000006\n", encoding="utf-8")
     port = pick_sip_port()
-    run = _cli("start", "--data-dir", str(data), "--template", str(QUICK),
-               "--contacts", str(contacts), "--name", "bus-2026-12",
-               "--city", "Kunshan", "--department", "transport",
-               "--do-not-call", str(dnc), "--hours", "00:00-24:00", "--local",
-               "--attempts", "1", "--gateway",
-               f"sip:{{number}}@127.0.0.1:{citizen.port}",
-               "--sip-port", str(port), "--rtp-port", str(rtp_base_for(port)))
+    args = ("start", "--data-dir", str(data), "--template", str(QUICK),
+            "--contacts", str(contacts), "--name", "bus-2026-12",
+            "--city", "Kunshan", "--department", "transport",
+            "--do-not-call", str(dnc), "--hours", "00:00-24:00", "--local",
+            "--attempts", "1", "--gateway", f"sip:{{number}}@127.0.0.1:{citizen.port}",
+            "--sip-port", str(port), "--rtp-port", str(rtp_base_for(port)))
+    run = _cli(*args)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "DTMF only" in run.stderr
     summary = json.loads(run.stdout[run.stdout.index("{"):])
@@ -134,6 +134,9 @@ def test_cli_campaign_records_counts_on_the_ledger(citizen: CitizenProcess,
         assert number.encode("utf-16-le") not in ledger_bytes
     calls = (data / "voice" / "campaigns" / "bus-2026-12" / "calls.jsonl").read_text()
     assert "13800000" not in calls and '"final": "satisfied"' in calls
+    again = _cli(*args)  # the name is taken: refused, nothing dialled
+    assert again.returncode == 2 and "already started" in again.stderr
+    assert "Traceback" not in again.stderr
 
 
 def test_cli_refuses_bad_input(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import pick_sip_port, rtp_base_for, start_citizen
+from voice_helpers import pick_sip_port, rtp_base_for, start_citizen
 
 from chaincode.encoding import sm3_hex
 from ledger.crypto.errors import CryptoError

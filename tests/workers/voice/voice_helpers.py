@@ -1,12 +1,18 @@
-"""What the voice tests share: the example template and signal generators."""
+"""What the voice tests share: the example template, signal generators, SIP
+ports of this suite's own and the simulated citizen. (Not in conftest.py: test
+modules import these, and a flat ``conftest`` name clashes with tests/.)"""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from workers.voice.citizen import CitizenProcess, spawn_citizen
+from workers.voice.sip import free_udp_port
 from workers.voice.template import Template, load_template
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -60,3 +66,41 @@ def vowel_like(seconds: float, rng: np.random.Generator) -> npt.NDArray[np.int16
         syl *= np.hanning(n) * (8000.0 / (np.max(np.abs(syl)) + 1e-9))
         out += [syl, np.zeros(int(rng.uniform(0.03, 0.12) * rate))]
     return np.concatenate(out)[:total].astype(np.int16)
+
+
+# This suite's own ranges (SIP 5300-5400, RTP 40000-41000), away from the
+# other suites that share the machine; each SIP port has a slot of ten RTP
+# ports in the lower half (robot) and one in the upper half (citizen); pjsua
+# moves on to the next free port when one is taken.
+SIP_PORTS = range(5300, 5400)
+RTP_BASE = 40000
+
+
+def pick_sip_port(count: int = 1) -> int:
+    """A free port whose next ``count - 1`` ports are free too (Ray call
+    workers take consecutive ports)."""
+    ports = list(SIP_PORTS)[:len(SIP_PORTS) - count + 1]
+    random.shuffle(ports)
+    for port in ports:
+        try:
+            if all(free_udp_port([p]) == p for p in range(port, port + count)):
+                return port
+        except OSError:
+            continue
+    raise OSError("no free SIP ports")
+
+
+def rtp_base_for(sip_port: int) -> int:
+    return RTP_BASE + (sip_port - SIP_PORTS.start) * 10
+
+
+def start_citizen(scenarios: dict[str, Any], workdir: Path) -> CitizenProcess:
+    """A citizen process answering per ``scenarios``, once it listens."""
+    for attempt in range(5):  # a port can be taken between probe and bind
+        port = pick_sip_port()
+        try:
+            return spawn_citizen(scenarios, workdir / f"try{attempt}", port,
+                                 40500 + (rtp_base_for(port) - RTP_BASE) % 500)
+        except RuntimeError:
+            continue
+    raise RuntimeError("the simulated citizen did not start")
