@@ -77,6 +77,7 @@ class RobotCall(pj.Call):  # type: ignore[misc]
         self.utterance: list[bytes] = []
         self.outcome: str | None = None
         self.disconnected = False
+        self.hanging_up = False
         self.status = 0
         self.digits = ""
         self.recorded: list[bytes] | None = [] if engine.recordings else None
@@ -142,7 +143,8 @@ class RobotCall(pj.Call):  # type: ignore[misc]
             self._turn(self.dialog.digit(d))  # barge-in: a key stops the prompt
 
     def _hang_up(self) -> None:
-        if not self.disconnected:
+        if not self.disconnected and not self.hanging_up:
+            self.hanging_up = True
             with contextlib.suppress(pj.Error):  # already on its way down
                 self.hangup(pj.CallOpParam())
 
@@ -156,8 +158,9 @@ class RobotCall(pj.Call):  # type: ignore[misc]
                 self.outcome = "no_answer"
                 self._hang_up()
             return
-        if now > self.end_deadline and self.outcome is None:
-            self.outcome = self.dialog.outcome or "failed"
+        if now > self.end_deadline:  # the longest call, whatever it waits for
+            if self.outcome is None:
+                self.outcome = self.dialog.outcome or "failed"
             self._hang_up()
             return
         if self.player is not None and self.player.done:

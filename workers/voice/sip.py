@@ -9,10 +9,13 @@ default Speex codec distorts in-band DTMF tones).
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import queue
 import socket
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pjsua2 as pj
@@ -34,6 +37,22 @@ def free_udp_port(candidates: Iterable[int]) -> int:
     raise OSError("no free UDP port among the candidates")
 
 
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """File descriptor 1 to /dev/null for a while (C code writes there; a
+    command's stdout is for its result)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 class SipEndpoint:
     """One pjsua2 library instance with a UDP transport and one account.
 
@@ -45,7 +64,6 @@ class SipEndpoint:
                  account: pj.Account, max_calls: int = 4,
                  log_level: int = 0) -> None:
         self.ep = pj.Endpoint()
-        self.ep.libCreate()
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = True
@@ -60,7 +78,9 @@ class SipEndpoint:
         cfg.medConfig.noVad = True
         cfg.medConfig.ecTailLen = 0
         cfg.medConfig.maxMediaPorts = max(254, 4 * max_calls + 8)
-        self.ep.libInit(cfg)
+        with _quiet_stdout():  # pjlib logs its start-up before any setting holds
+            self.ep.libCreate()
+            self.ep.libInit(cfg)
         tcfg = pj.TransportConfig()
         tcfg.port = sip_port
         tcfg.boundAddress = HOST
