@@ -45,10 +45,14 @@ SCENARIOS = {
 def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    # Another suite (video) may have started Ray in this session already.
+    mine = not ray.is_initialized()
+    if mine:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _temp_dir=str(tmp_path_factory.mktemp("ray")))
     yield
-    ray.shutdown()
+    if mine:
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
