@@ -93,6 +93,11 @@ def register_campaign(vsub: Any) -> None:
                        help="a Mandarin speech model directory (Vosk); without "
                             "one, only DTMF answers are understood")
     start.set_defaults(run=run_campaign_start)
+    report = csub.add_parser("report", help="summarise a campaign's per-call "
+                                            "records (off chain)")
+    add_data_dir(report)
+    report.add_argument("name")
+    report.set_defaults(run=run_campaign_report)
     for action in ("pause", "resume", "cancel"):
         p = csub.add_parser(action, help=f"{action} a running campaign")
         add_data_dir(p)
@@ -238,3 +243,39 @@ def _write_calls(path: Path, campaign: Any) -> None:
                      "answers": r.answers, "recording_sm3": r.recording_sm3,
                      "transcript": [[ln.who, ln.text] for ln in r.transcript]}
                     for r in p.results]}, ensure_ascii=False) + "\n")
+
+
+def run_campaign_report(args: argparse.Namespace) -> int:
+    """Final outcomes, attempts, answers per question and set-up times, from
+    ``calls.jsonl`` (the ledger has the counts only)."""
+    from collections import Counter
+
+    path = campaign_dir(args.data_dir, args.name) / "calls.jsonl"
+    if not path.is_file():
+        raise UserError(f"no call records of campaign {args.name!r} in "
+                        f"{args.data_dir} (it has not finished there)")
+    finals: Counter[str] = Counter()
+    answers: dict[str, Counter[str]] = {}
+    setups: list[float] = []
+    attempts = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        finals[rec["final"]] += 1
+        attempts += len(rec["attempts"])
+        for a in rec["attempts"]:
+            if a["setup_ms"] is not None:
+                setups.append(a["setup_ms"])
+            for node, intent in a["answers"].items():
+                answers.setdefault(node, Counter())[intent] += 1
+    setups.sort()
+
+    def pct(q: float) -> float | None:
+        return round(setups[min(len(setups) - 1, int(q * len(setups)))], 2) \
+            if setups else None
+
+    print(json.dumps({"campaign": args.name, "contacts": sum(finals.values()),
+                      "calls": attempts, "outcomes": dict(finals),
+                      "answers": {k: dict(v) for k, v in answers.items()},
+                      "setup_ms": {"p50": pct(0.5), "p99": pct(0.99)}},
+                     ensure_ascii=False, indent=2))
+    return 0

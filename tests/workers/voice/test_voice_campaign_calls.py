@@ -138,6 +138,13 @@ def test_cli_campaign_records_counts_on_the_ledger(citizen: CitizenProcess,
         assert number.encode("utf-16-le") not in ledger_bytes
     calls = (data / "voice" / "campaigns" / "bus-2026-12" / "calls.jsonl").read_text()
     assert "13800000" not in calls and '"final": "satisfied"' in calls
+    report = _cli("report", "bus-2026-12", "--data-dir", str(data))
+    assert report.returncode == 0, report.stderr
+    summary = json.loads(report.stdout)
+    assert summary["outcomes"] == expected and summary["contacts"] == 6
+    assert summary["calls"] == 5  # one attempt each, none to do-not-call
+    assert summary["answers"] == {"ask": {"agree": 2, "disagree": 1}}
+    assert summary["setup_ms"]["p99"] < 1000
     again = _cli(*args)  # the name is taken: refused, nothing dialled
     assert again.returncode == 2 and "already started" in again.stderr
     assert "Traceback" not in again.stderr
