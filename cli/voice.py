@@ -153,6 +153,15 @@ def run_campaign_start(args: argparse.Namespace) -> int:
     for opt in ("concurrency", "workers", "attempts"):
         if getattr(args, opt) < 1:
             raise UserError(f"--{opt}: must be at least 1")
+    from workers.voice.robot import PJSUA_MAX_CALLS
+
+    lines = PJSUA_MAX_CALLS * (1 if args.local else args.workers)
+    if args.concurrency > lines:
+        raise UserError(
+            f"--concurrency: {args.concurrency} calls at once need "
+            f"{-(-args.concurrency // PJSUA_MAX_CALLS)} call workers "
+            f"({PJSUA_MAX_CALLS} calls each); "
+            + ("--local runs one" if args.local else f"--workers is {args.workers}"))
     try:
         template = load_template(args.template)
         contacts = load_contacts(args.contacts)

@@ -168,3 +168,8 @@ def test_cli_refuses_bad_input(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert "needs a Mandarin speech model" in run.stderr
     assert "Traceback" not in run.stderr
+    run = _cli("start", "--data-dir", str(tmp_path), "--template", str(QUICK),
+               "--contacts", str(contacts), "--name", "x", "--city", "Kunshan",
+               "--department", "transport", "--concurrency", "20", "--workers", "2")
+    assert run.returncode == 2
+    assert "--concurrency: 20 calls at once need 5 call workers" in run.stderr
