@@ -1,6 +1,7 @@
 """Voice robot benchmark: N concurrent real SIP calls on 127.0.0.1, printing
 JSON: call set-up times (INVITE to confirmed), how faithfully each citizen heard
-the robot's prompt (normalised correlation, drop-out frames), and the load.
+the robot's prompt (normalised correlation, drop-out frames), whether the robot
+heard each citizen's in-band key press, and the load.
 
     python -m bench.voice [--calls 20] [--workers 5] [--seconds 12]
 
@@ -49,12 +50,29 @@ TEMPLATE = f"""
 name: bench
 version: 1
 title: 基准测试
-outcomes: [heard]
+outcomes: [pressed, missed]
 start: say
 nodes:
   say:
     say: {PROMPT}
-    outcome: heard
+    next: ask
+  ask:
+    say: 请按一。
+    timeout_s: 5
+    on_silence: {{max: 0}}
+    on_no_match: {{max: 0}}
+    silence_next: missed
+    no_match_next: missed
+    answers:
+      - intent: one
+        dtmf: "1"
+        next: pressed
+  pressed:
+    say: 好的。
+    outcome: pressed
+  missed:
+    say: 再见。
+    outcome: missed
 """
 
 
@@ -82,9 +100,10 @@ def main() -> None:
         citizens: list[CitizenProcess] = []
         try:
             for i, port in enumerate(citizen_ports):
-                citizens.append(spawn_citizen(
-                    {"*": {"keep_audio": True, "steps": []}}, work / f"c{i}", port,
-                    40500 + 40 * i))
+                scenario = {"keep_audio": True,
+                            "steps": [{"after_prompt": True}, {"tones": "1"}]}
+                citizens.append(spawn_citizen({"*": scenario}, work / f"c{i}",
+                                              port, 40500 + 40 * i))
             t0 = time.perf_counter()
             connect_ray(num_cpus=os.cpu_count() or 2)
             ray_s = time.perf_counter() - t0
@@ -130,7 +149,9 @@ def main() -> None:
                   "dropout_frames_total": sum(h["dropout_frames"] for h in heard),
                   "voiced_frames_total": sum(h["voiced_frames"] for h in heard)},
         "load_average_1min": round(os.getloadavg()[0], 2),
-        "targets": {"concurrent_calls_20": counts.get("heard", 0) >= 20,
+        "targets": {"concurrent_calls_20": len(results) >= 20
+                    and all(r.answered for r in results),
+                    "inband_dtmf_all_heard": counts.get("pressed", 0) == args.calls,
                     "setup_p99_under_50ms": bool(setups)
                     and percentile(setups, 0.99) < 50,
                     "no_dropouts": bool(heard) and all(
