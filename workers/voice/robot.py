@@ -2,12 +2,12 @@
 calls, each following the template's script (``Dialog``).
 
 Everything runs in the thread that calls ``step`` (pjsua2 callbacks included);
-the only other thread is pjmedia's clock, which hands received audio over a
-queue (``AudioTap``). Each call reads RFC 4733 digits (``onDtmfDigit``) and
-in-band tones (``DtmfDetector``) alike, hears speech by its energy and hands the
-utterance to the recogniser, and keeps its own deadlines: ring timeout (pjsip
-ignores ICMP, so an absent phone would otherwise ring for 32 s), listen
-timeout, longest call.
+pjmedia's own threads (clock, RTP) only move audio, and hand what a call
+receives over a queue (``AudioTap``). Each call reads RFC 4733 digits
+(``onDtmfDigit``) and in-band tones (``DtmfDetector``) alike, hears speech by
+its energy and hands the utterance to the recogniser, and keeps its own
+deadlines: ring timeout (pjsip ignores ICMP, so an absent phone would otherwise
+ring for 32 s), listen timeout, longest call.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ SPEECH_END_MS = 600  # this much quiet ends an utterance
 @dataclass
 class CallResult:
     key: str  # the caller's id for this call (a contact id; never on chain)
-    uri: str
+    uri: str  # holds the number: stays with the caller, never in records
     outcome: str
     sip_status: int = 0
     answered: bool = False
