@@ -12,6 +12,7 @@ from __future__ import annotations
 from chaincode import (
     audit,
     blacklist,
+    calls,
     cameras,
     cards,
     codes,
@@ -40,7 +41,7 @@ from chaincode.registry import (
 )
 
 FAMILIES = (identifiers, codes, issuing, cards, settlement, blacklist, audit,
-            cameras)
+            cameras, calls)
 
 __all__ = ["COMMANDS", "EVENT_NAME", "FAMILIES", "MAX_BATCH_RECORDS", "QUERIES",
            "Args", "CardRecord", "Ciphertext", "CodeType", "Context", "Day", "Hash",

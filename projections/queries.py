@@ -107,6 +107,23 @@ def code_scheme(db: Database, scheme_id: str) -> Row | None:
     return _scheme(row) if row else None
 
 
+# ------------------------------------------------------------- call campaigns
+def _campaign(row: Row) -> Row:
+    row["outcomes"] = json.loads(row["outcomes"]) if row["outcomes"] else None
+    return row
+
+
+def call_campaigns(db: Database, where: Where, limit: int, offset: int) -> Page:
+    result = page(db, "call_campaigns", where, "started_at DESC, id DESC", limit,
+                  offset)
+    return Page([_campaign(r) for r in result.items], result.total, limit, offset)
+
+
+def call_campaign(db: Database, campaign_id: str) -> Row | None:
+    row = db.query_one("SELECT * FROM call_campaigns WHERE id = ?", (campaign_id,))
+    return _campaign(row) if row else None
+
+
 # ------------------------------------------------ cross-city card transactions
 INVOLVES_CITY = ("(acquirer_city = ? OR EXISTS (SELECT 1 FROM card_records r "
                  "WHERE r.batch_id = card_batches.id AND r.issuer_city = ?))")

@@ -747,9 +747,45 @@ class VideoAlerts(Projection):
                   handled_at=ev.timestamp, outcome=d["outcome"])
 
 
+class CallCampaigns(Projection):
+    """Outbound call campaigns (外呼): template version, contacts, outcome
+    counts. No phone numbers: the chain has none."""
+
+    name = "call_campaigns"
+    tables = ("call_campaigns",)
+    schema = """
+    CREATE TABLE IF NOT EXISTS call_campaigns (
+        id TEXT PRIMARY KEY, city TEXT NOT NULL, department TEXT NOT NULL,
+        campaign TEXT NOT NULL, template_name TEXT NOT NULL,
+        template_version INTEGER NOT NULL, template_sm3 TEXT NOT NULL,
+        contact_count INTEGER NOT NULL, status TEXT NOT NULL, outcomes TEXT,
+        started_by TEXT NOT NULL, started_at TEXT NOT NULL, completed_by TEXT,
+        completed_at TEXT, version INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS call_campaigns_newest
+        ON call_campaigns (started_at, id)
+    """
+
+    @on("CallCampaignStarted")
+    def started(self, cur: Cursor, ev: CommittedEvent) -> None:
+        d = ev.data
+        cur.execute("INSERT INTO call_campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                    "'started', NULL, ?, ?, NULL, NULL, ?)",
+                    (ev.aggregate_id, d["city"], d["department"], d["campaign"],
+                     d["template_name"], d["template_version"], d["template_sm3"],
+                     d["contact_count"], d["started_by"], ev.timestamp, ev.version))
+
+    @on("CallCampaignCompleted")
+    def completed(self, cur: Cursor, ev: CommittedEvent) -> None:
+        cur.execute("UPDATE call_campaigns SET status = 'completed', outcomes = ?, "
+                    "completed_by = ?, completed_at = ?, version = ? WHERE id = ?",
+                    (json.dumps(ev.data["outcomes"], sort_keys=True),
+                     ev.data["completed_by"], ev.timestamp, ev.version,
+                     ev.aggregate_id))
+
+
 EVENT_PROJECTIONS: tuple[Projection, ...] = (Identifiers(), CodeSchemes(),
                                              CardTransactions(), Clearing(),
                                              Blacklist(), CardAnalytics(),
-                                             VideoAlerts())
+                                             VideoAlerts(), CallCampaigns())
 BLOCKS = Blocks()
 ALL_PROJECTIONS: tuple[Projection, ...] = (*EVENT_PROJECTIONS, BLOCKS)

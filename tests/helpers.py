@@ -331,6 +331,7 @@ class World:
     settlement_keys: dict[str, bytes] = field(default_factory=dict)
     disputed_batch: str = ""
     video: dict[str, str] = field(default_factory=dict)  # build_video_world
+    campaign: str = ""  # a call campaign Kunshan transport started
 
     @property
     def conn(self) -> Connection:
@@ -463,6 +464,8 @@ def build_world(ids: Clients[Any]) -> World:
     w.batch = ks_admin.submit("ReportTransactionBatch",
                               batch_args(w.records, w.day)).result["id"]
     build_video_world(w)
+    w.campaign = w.unique("survey")
+    ks_transport.submit("StartCallCampaign", call_campaign_args(w.campaign))
     return w
 
 
@@ -514,6 +517,13 @@ def build_video_world(w: World) -> None:
                                             "verdict": "confirmed"})
     ks_transport.submit("DispatchAlert", {"alert_id": v["dispatched"],
                                           "department": "health"})
+
+
+def call_campaign_args(campaign: str, contact_count: int = 3) -> dict[str, Any]:
+    """StartCallCampaign arguments: a template version and a count, no numbers."""
+    return {"campaign": campaign, "template_name": "bus-survey",
+            "template_version": 1, "template_sm3": sm3_hex("bus-survey v1"),
+            "contact_count": contact_count}
 
 
 # For every command: an authorised caller and arguments that succeed on any
@@ -597,6 +607,10 @@ VALID.update({
         "alert_id": w.video["confirmed"], "department": "health"}),
     "HandleAlert": (("Kunshan", "health"), lambda w: {
         "alert_id": w.video["dispatched"], "outcome": "extinguished"}),
+    "StartCallCampaign": (("Kunshan", "transport"), lambda w: call_campaign_args(
+        w.unique("survey2"))),
+    "CompleteCallCampaign": (("Kunshan", "transport"), lambda w: {
+        "campaign": w.campaign, "outcomes": {"satisfied": 2, "no_answer": 1}}),
 })
 OPTIONAL = {("RegisterIdentifier", "attributes"), ("ConfirmTransactions", "record_ids"),
             ("RespondToDispute", "evidence_sm3"), ("RespondToDispute", "note"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from api.routers import (
     blocks,
+    call_campaigns,
     cameras,
     card_batches,
     card_blacklist,
@@ -31,6 +32,6 @@ ROUTERS = [identifiers.router, departments.router, code_schemes.router,
            card_blacklist.router, card_blacklist.signing, statistics.router,
            risk_alerts.router, issuer_keys.router, issuer_keys.urls,
            issuer_keys.schemes,
-           cameras.router, video_alerts.router,
+           cameras.router, video_alerts.router, call_campaigns.router,
            blocks.router, ledger.router, dashboard.router, system.router,
            pages.router]

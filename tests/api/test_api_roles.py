@@ -23,7 +23,14 @@ from apikit import (
     new_day,
     problem,
 )
-from helpers import KUNSHAN, card_record, certificate, issuer_keys, unique_hash
+from helpers import (
+    KUNSHAN,
+    call_campaign_args,
+    card_record,
+    certificate,
+    issuer_keys,
+    unique_hash,
+)
 
 from api.gateway import allowed_roles
 from api.tokens import Principal
@@ -93,6 +100,14 @@ def _alert(api: Api, *steps: tuple[str, dict[str, Any]]) -> str:
 
 CONFIRM = ("review", {"verdict": "confirmed"})
 DISPATCH = ("dispatch", {"department": "transport"})
+
+
+def _campaign(api: Api, contact_count: int = 2) -> str:
+    """A call campaign Kunshan transport started: its name."""
+    campaign = name("c")
+    api.ok("/api/call-campaigns", call_campaign_args(campaign, contact_count),
+           KS_TRANSPORT)
+    return campaign
 
 
 # For each command: (path, body) that the allowed roles of ROLES can perform,
@@ -174,6 +189,11 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
     "HandleAlert": lambda api: (
         f"/api/video-alerts/{_alert(api, CONFIRM, DISPATCH)}/handle",
         {"outcome": "put out"}),
+    "StartCallCampaign": lambda api: ("/api/call-campaigns",
+                                      call_campaign_args(name("c"))),
+    "CompleteCallCampaign": lambda api: (
+        f"/api/call-campaigns/{_campaign(api)}/complete",
+        {"outcomes": {"satisfied": 1, "busy": 1}}),
 }
 
 

@@ -88,6 +88,8 @@ ALLOWED: dict[str, frozenset[Role]] = {
     "ReviewAlert": frozenset({Role.DEPARTMENT, Role.CITY_ADMIN}),
     "DispatchAlert": frozenset({Role.DEPARTMENT, Role.CITY_ADMIN}),
     "HandleAlert": frozenset({Role.DEPARTMENT, Role.CITY_ADMIN}),
+    "StartCallCampaign": frozenset({Role.DEPARTMENT}),
+    "CompleteCallCampaign": frozenset({Role.DEPARTMENT}),
 }
 
 

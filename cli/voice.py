@@ -1,0 +1,290 @@
+"""``cityunion voice``: call-script templates and outbound call campaigns."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from cli.common import UserError, connect_args
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("voice", help="outbound voice robot: templates, campaigns")
+    vsub = p.add_subparsers(dest="voice_command", required=True, metavar="AREA")
+    tpl = vsub.add_parser("template", help="check call-script templates")
+    tsub = tpl.add_subparsers(dest="template_command", required=True,
+                              metavar="ACTION")
+    check = tsub.add_parser("check", help="validate a template file (YAML or "
+                                          "JSON); print its name, version and SM3")
+    check.add_argument("file", type=Path)
+    check.set_defaults(run=run_check)
+    schema = tsub.add_parser("schema", help="print the template JSON Schema")
+    schema.set_defaults(run=run_schema)
+    register_campaign(vsub)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from workers.voice.template import TemplateError, load_template
+
+    if not args.file.is_file():
+        raise UserError(f"{args.file}: no such file")
+    try:
+        t = load_template(args.file)
+    except TemplateError as e:
+        raise UserError(str(e)) from None
+    mode = "speech and DTMF" if t.needs_speech else "DTMF only"
+    print(f"{args.file}: ok: {t.name} version {t.version} ({mode}, "
+          f"{len(t.nodes)} nodes)\nsm3 {t.sm3}")
+    return 0
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    from workers.voice.template import template_schema
+
+    print(json.dumps(template_schema(), ensure_ascii=False, indent=2))
+    return 0
+
+
+# ----------------------------------------------------------------- campaigns
+def register_campaign(vsub: Any) -> None:
+    from cli.common import add_data_dir, add_ledger
+
+    camp = vsub.add_parser("campaign", help="run outbound call campaigns")
+    csub = camp.add_subparsers(dest="campaign_command", required=True,
+                               metavar="ACTION")
+    start = csub.add_parser(
+        "start", help="call every contact with a template, for a department; "
+                      "records the start and the counts on the ledger")
+    add_data_dir(start)
+    add_ledger(start)
+    start.add_argument("--template", type=Path, required=True)
+    start.add_argument("--contacts", type=Path, required=True,
+                       help="CSV with columns id,number")
+    start.add_argument("--name", required=True, help="the campaign's name (unique "
+                                                     "for the department)")
+    start.add_argument("--city", required=True)
+    start.add_argument("--department", required=True)
+    start.add_argument("--do-not-call", type=Path,
+                       help="numbers never to call, one a line")
+    start.add_argument("--hours", default="09:00-20:00",
+                       help="calling hours, China time (default 09:00-20:00)")
+    start.add_argument("--concurrency", type=int, default=4)
+    start.add_argument("--workers", type=int, default=1,
+                       help="call worker processes (Ray actors), 4 calls each")
+    start.add_argument("--local", action="store_true",
+                       help="one call worker in this process, without Ray")
+    start.add_argument("--ray-address", help="an existing Ray cluster "
+                                             "(default: $RAY_ADDRESS or local)")
+    start.add_argument("--attempts", type=int, default=3,
+                       help="calls per contact at most (busy, no answer)")
+    start.add_argument("--retry-after", type=float, default=600.0,
+                       help="seconds between attempts (default 600)")
+    start.add_argument("--gateway", default="sip:{number}@127.0.0.1:5070",
+                       help="SIP URI to dial, {number} replaced")
+    start.add_argument("--sip-port", type=int, default=5300)
+    start.add_argument("--rtp-port", type=int, default=40000)
+    start.add_argument("--ring-timeout", type=float,
+                       help="seconds before an unanswered call counts as no "
+                            "answer (default: the template's)")
+    start.add_argument("--asr-model", type=Path,
+                       help="a Mandarin speech model directory (Vosk); without "
+                            "one, only DTMF answers are understood")
+    start.set_defaults(run=run_campaign_start)
+    report = csub.add_parser("report", help="summarise a campaign's per-call "
+                                            "records (off chain)")
+    add_data_dir(report)
+    report.add_argument("name")
+    report.set_defaults(run=run_campaign_report)
+    for action in ("pause", "resume", "cancel"):
+        p = csub.add_parser(action, help=f"{action} a running campaign")
+        add_data_dir(p)
+        p.add_argument("name")
+        p.set_defaults(run=run_campaign_control, action=action)
+
+
+def campaign_dir(data_dir: Path, name: str) -> Path:
+    return data_dir / "voice" / "campaigns" / name
+
+
+def run_campaign_control(args: argparse.Namespace) -> int:
+    d = campaign_dir(args.data_dir, args.name)
+    if not d.is_dir():
+        raise UserError(f"no campaign {args.name!r} in {args.data_dir}")
+    (d / "control").write_text(args.action, encoding="utf-8")
+    print(f"campaign {args.name}: {args.action} requested")
+    return 0
+
+
+def run_campaign_start(args: argparse.Namespace) -> int:
+    import sys
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from chaincode.registry import Name
+    from ledger.connect import ensure_identity
+    from workers.voice.asr import AsrUnavailable
+    from workers.voice.campaign import (
+        CallingHours,
+        Campaign,
+        CampaignError,
+        FileControl,
+        RetryPolicy,
+        SystemClock,
+        load_contacts,
+        load_do_not_call,
+        progress_line,
+        run_campaign,
+    )
+    from workers.voice.dialers import EngineSpec, LocalDialer, RayDialer, connect_ray
+    from workers.voice.template import TemplateError, load_template
+
+    try:
+        TypeAdapter(Name).validate_python(args.name)
+    except ValidationError:
+        raise UserError(f"--name: {args.name!r} is not a campaign name (accepted: "
+                        "1-64 letters, digits, _ . -, starting with a letter or "
+                        "digit)") from None
+    if "{number}" not in args.gateway:
+        raise UserError("--gateway: must contain {number}, e.g. "
+                        "sip:{number}@10.0.0.5:5060")
+    for opt in ("concurrency", "workers", "attempts"):
+        if getattr(args, opt) < 1:
+            raise UserError(f"--{opt}: must be at least 1")
+    from workers.voice.robot import PJSUA_MAX_CALLS
+
+    lines = PJSUA_MAX_CALLS * (1 if args.local else args.workers)
+    if args.concurrency > lines:
+        raise UserError(
+            f"--concurrency: {args.concurrency} calls at once need "
+            f"{-(-args.concurrency // PJSUA_MAX_CALLS)} call workers "
+            f"({PJSUA_MAX_CALLS} calls each); "
+            + ("--local runs one" if args.local else f"--workers is {args.workers}"))
+    try:
+        template = load_template(args.template)
+        contacts = load_contacts(args.contacts)
+        blocked = load_do_not_call(args.do_not_call)
+        hours = CallingHours.parse(args.hours)
+    except (TemplateError, CampaignError) as e:
+        raise UserError(str(e)) from None
+    if args.asr_model is None:
+        if template.needs_speech:
+            raise UserError(
+                f"{args.template}: template {template.name} has answers without a "
+                "DTMF digit and needs a Mandarin speech model, but none is "
+                "configured (--asr-model DIR); only DTMF-only templates run "
+                "without one")
+        print("no Mandarin speech model configured: answers are understood by "
+              "DTMF only", file=sys.stderr)
+    cdir = campaign_dir(args.data_dir, args.name)
+    cdir.mkdir(parents=True, exist_ok=True)
+    recording_key = None
+    if template.record_audio and template.encrypt_audio:
+        from workers.voice.recordings import load_or_make_key
+
+        # Off chain, next to the campaign: deleting it forgets the recordings.
+        recording_key = load_or_make_key(cdir / "recording.key").hex()
+    spec = EngineSpec(template, str(args.data_dir / "voice" / "prompts"),
+                      args.sip_port, args.rtp_port, args.ring_timeout,
+                      str(args.asr_model) if args.asr_model else None,
+                      str(cdir / "recordings") if template.record_audio else None,
+                      recording_key)
+    conn = connect_args(args)
+    try:
+        user = ensure_identity(conn, args.city, "department", args.department)
+        ledger = conn.client(args.city, user)
+        campaign = Campaign(args.name, contacts, hours,
+                            RetryPolicy(args.attempts,
+                                        timedelta(seconds=args.retry_after)),
+                            blocked)
+        tty = sys.stderr.isatty()
+
+        def show(c: Campaign) -> None:
+            print(("\r" if tty else "") + progress_line(c), end="" if tty else "\n",
+                  file=sys.stderr, flush=True)
+
+        # The call workers first: if they cannot start, nothing is recorded.
+        try:
+            if args.local:
+                dialer: Any = LocalDialer(spec)
+            else:
+                connect_ray(args.ray_address)
+                dialer = RayDialer(spec, args.workers)
+        except AsrUnavailable as e:
+            raise UserError(str(e)) from None
+        try:
+            started = ledger.submit("StartCallCampaign", {
+                "campaign": args.name, "template_name": template.name,
+                "template_version": template.version,
+                "template_sm3": template.sm3, "contact_count": len(contacts)})
+            counts = run_campaign(
+                campaign, dialer, lambda c: args.gateway.format(number=c.number),
+                SystemClock(), args.concurrency, FileControl(cdir / "control"), show)
+        finally:
+            dialer.close()
+            if tty:
+                print(file=sys.stderr)
+        _write_calls(cdir / "calls.jsonl", campaign)
+        completed = ledger.submit("CompleteCallCampaign", {
+            "campaign": args.name, "outcomes": counts})
+    finally:
+        conn.close()
+    print(json.dumps({"campaign": args.name, "status": campaign.status.value,
+                      "template": template.name, "version": template.version,
+                      "template_sm3": template.sm3, "contacts": len(contacts),
+                      "outcomes": counts, "started_tx": started.tx_id,
+                      "completed_tx": completed.tx_id}, ensure_ascii=False,
+                     indent=2))
+    return 0
+
+
+def _write_calls(path: Path, campaign: Any) -> None:
+    """Per-call records, off chain: contact id, attempts, outcomes, transcript
+    (the numbers stay in the contacts file)."""
+    with path.open("w", encoding="utf-8") as f:
+        for cid, p in campaign.progress.items():
+            f.write(json.dumps({
+                "contact": cid, "final": p.final, "attempts": [
+                    {"outcome": r.outcome, "sip_status": r.sip_status,
+                     "setup_ms": r.setup_ms, "duration_s": round(r.duration_s, 2),
+                     "answers": r.answers, "recording_sm3": r.recording_sm3,
+                     "transcript": [[ln.who, ln.text] for ln in r.transcript]}
+                    for r in p.results]}, ensure_ascii=False) + "\n")
+
+
+def run_campaign_report(args: argparse.Namespace) -> int:
+    """Final outcomes, attempts, answers per question and set-up times, from
+    ``calls.jsonl`` (the ledger has the counts only)."""
+    from collections import Counter
+
+    path = campaign_dir(args.data_dir, args.name) / "calls.jsonl"
+    if not path.is_file():
+        raise UserError(f"no call records of campaign {args.name!r} in "
+                        f"{args.data_dir} (it has not finished there)")
+    finals: Counter[str] = Counter()
+    answers: dict[str, Counter[str]] = {}
+    setups: list[float] = []
+    attempts = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        finals[rec["final"]] += 1
+        attempts += len(rec["attempts"])
+        for a in rec["attempts"]:
+            if a["setup_ms"] is not None:
+                setups.append(a["setup_ms"])
+            for node, intent in a["answers"].items():
+                answers.setdefault(node, Counter())[intent] += 1
+    setups.sort()
+
+    def pct(q: float) -> float | None:
+        return round(setups[min(len(setups) - 1, int(q * len(setups)))], 2) \
+            if setups else None
+
+    print(json.dumps({"campaign": args.name, "contacts": sum(finals.values()),
+                      "calls": attempts, "outcomes": dict(finals),
+                      "answers": {k: dict(v) for k, v in answers.items()},
+                      "setup_ms": {"p50": pct(0.5), "p99": pct(0.99)}},
+                     ensure_ascii=False, indent=2))
+    return 0

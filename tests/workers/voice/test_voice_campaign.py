@@ -1,0 +1,228 @@
+"""Campaign bookkeeping without SIP or Ray: contacts and do-not-call files,
+calling hours on an injected clock, retries, the concurrency limit, pause,
+resume and cancel, and counts that always add up to the contacts."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from workers.voice.campaign import (
+    CHINA,
+    CallingHours,
+    Campaign,
+    CampaignError,
+    Contact,
+    FileControl,
+    RetryPolicy,
+    Status,
+    load_contacts,
+    load_do_not_call,
+    run_campaign,
+)
+from workers.voice.robot import CallResult
+
+MORNING = datetime(2026, 12, 1, 9, 30, tzinfo=CHINA)
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.t = start
+
+    def now(self) -> datetime:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+class FakeDialer:
+    """Each number answers its attempts with the outcomes listed for it
+    (the last one repeats); every call takes ``call_s`` of the fake clock."""
+
+    def __init__(self, clock: FakeClock, script: dict[str, list[str]],
+                 capacity: int = 4, call_s: float = 30.0) -> None:
+        self.clock, self.script, self.capacity = clock, script, capacity
+        self.call_s = call_s
+        self.calls: list[tuple[datetime, str]] = []
+        self.live: list[tuple[str, str]] = []
+        self.most_live = 0
+        self.attempts: dict[str, int] = {}
+
+    def dial(self, contact_id: str, uri: str) -> None:
+        self.live.append((contact_id, uri))
+        self.calls.append((self.clock.now(), uri))
+        self.most_live = max(self.most_live, len(self.live))
+
+    def poll(self, wait_s: float) -> list[CallResult]:
+        self.clock.sleep(self.call_s)
+        out = []
+        for key, uri in self.live:
+            n = self.attempts.get(uri, 0)
+            self.attempts[uri] = n + 1
+            outcomes = self.script.get(uri, ["satisfied"])
+            out.append(CallResult(key, uri, outcomes[min(n, len(outcomes) - 1)]))
+        self.live = []
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedControl:
+    """Commands that appear once the clock passes given times."""
+
+    def __init__(self, clock: FakeClock, at: list[tuple[datetime, str]]) -> None:
+        self.clock, self.at = clock, at
+
+    def read(self) -> str | None:
+        current = None
+        for when, command in self.at:
+            if self.clock.now() >= when:
+                current = command
+        return current
+
+
+def _contacts(n: int) -> list[Contact]:
+    return [Contact(f"c{i}", f"1380000{i:04d}") for i in range(n)]
+
+
+def _run(campaign: Campaign, dialer: FakeDialer, clock: FakeClock,
+         concurrency: int = 4, control: ScriptedControl | None = None
+         ) -> dict[str, int]:
+    return run_campaign(campaign, dialer, lambda c: c.number, clock, concurrency,
+                        control, idle_s=60.0)
+
+
+def test_everyone_called_once_within_the_limit() -> None:
+    clock = FakeClock(MORNING)
+    c = Campaign("t", _contacts(10), CallingHours(), RetryPolicy())
+    dialer = FakeDialer(clock, {}, capacity=8)
+    counts = _run(c, dialer, clock, concurrency=3)
+    assert counts == {"satisfied": 10}
+    assert dialer.most_live == 3 and len(dialer.calls) == 10
+    assert c.status is Status.DONE
+
+
+def test_do_not_call_is_never_dialled() -> None:
+    clock = FakeClock(MORNING)
+    contacts = _contacts(4)
+    c = Campaign("t", contacts, CallingHours(), RetryPolicy(),
+                 do_not_call={contacts[1].number})
+    dialer = FakeDialer(clock, {})
+    assert _run(c, dialer, clock) == {"satisfied": 3, "do_not_call": 1}
+    assert contacts[1].number not in {uri for _, uri in dialer.calls}
+
+
+def test_no_calls_at_night() -> None:
+    clock = FakeClock(datetime(2026, 12, 1, 22, 15, tzinfo=CHINA))
+    c = Campaign("t", _contacts(3), CallingHours(time(9), time(20)), RetryPolicy())
+    dialer = FakeDialer(clock, {})
+    assert _run(c, dialer, clock) == {"satisfied": 3}
+    for when, _ in dialer.calls:  # all the next morning, none before 9:00
+        assert when.date() == datetime(2026, 12, 2).date() and when.hour >= 9
+
+
+def test_calls_stop_at_closing_time_and_go_on_next_day() -> None:
+    clock = FakeClock(datetime(2026, 12, 1, 19, 58, tzinfo=CHINA))
+    c = Campaign("t", _contacts(12), CallingHours(time(9), time(20)), RetryPolicy())
+    dialer = FakeDialer(clock, {}, capacity=2, call_s=60.0)
+    assert _run(c, dialer, clock, concurrency=2) == {"satisfied": 12}
+    hours = sorted({when.astimezone(CHINA).hour for when, _ in dialer.calls})
+    assert 20 not in hours and 21 not in hours and 19 in hours and 9 in hours
+
+
+def test_busy_and_no_answer_are_retried_then_final() -> None:
+    clock = FakeClock(MORNING)
+    contacts = _contacts(3)
+    script = {contacts[0].number: ["busy", "satisfied"],
+              contacts[1].number: ["no_answer"],  # every time
+              contacts[2].number: ["hung_up"]}  # not retried
+    c = Campaign("t", contacts, CallingHours(),
+                 RetryPolicy(attempts=3, delay=timedelta(minutes=10)))
+    dialer = FakeDialer(clock, script)
+    assert _run(c, dialer, clock) == {"satisfied": 1, "no_answer": 1, "hung_up": 1}
+    tries = [t for t, uri in dialer.calls if uri == contacts[1].number]
+    assert len(tries) == 3
+    assert all(b - a >= timedelta(minutes=10) for a, b in pairwise(tries))
+    assert dialer.attempts[contacts[2].number] == 1
+
+
+def test_pause_resume_and_cancel() -> None:
+    clock = FakeClock(MORNING)
+    c = Campaign("t", _contacts(20), CallingHours(), RetryPolicy())
+    dialer = FakeDialer(clock, {}, capacity=2, call_s=60.0)
+    control = ScriptedControl(clock, [
+        (MORNING + timedelta(minutes=3), "pause"),
+        (MORNING + timedelta(minutes=30), "resume"),
+        (MORNING + timedelta(minutes=33), "cancel")])
+    counts = _run(c, dialer, clock, concurrency=2, control=control)
+    assert c.status is Status.CANCELLED
+    assert sum(counts.values()) == 20
+    called = counts.get("satisfied", 0)
+    assert 0 < called < 20 and counts["cancelled"] == 20 - called
+    paused = [t for t, _ in dialer.calls
+              if MORNING + timedelta(minutes=4) <= t < MORNING + timedelta(minutes=30)]
+    assert paused == []
+
+
+def test_contacts_csv(tmp_path: Path) -> None:
+    p = tmp_path / "c.csv"
+    p.write_text("id,number,name\na1,138 0000 0001,张三\na2,+86-13800000002,\n",
+                 encoding="utf-8")
+    assert load_contacts(p) == [Contact("a1", "13800000001"),
+                                Contact("a2", "+8613800000002")]
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("id,phone\na1,138\n", "c.csv:1: header: needs the columns id and number"),
+    ("id,number\na1,13800000001\na2,13800x\n", "c.csv:3: number: '13800x'"),
+    ("id,number\na1,13800000001\na1,13800000002\n",
+     "c.csv:3: id: 'a1' is already on line 2"),
+    ("id,number\nbad id,13800000001\n", "c.csv:2: id: 'bad id'"),
+    ("id,number\n", "c.csv: no contacts"),
+])
+def test_contacts_csv_errors(tmp_path: Path, text: str, where: str) -> None:
+    p = tmp_path / "c.csv"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(CampaignError) as info:
+        load_contacts(p)
+    assert str(info.value).startswith(f"{tmp_path}/{where}"), str(info.value)
+
+
+def test_do_not_call_file(tmp_path: Path) -> None:
+    p = tmp_path / "dnc.txt"
+    p.write_text("# opted out\n138-0000-0001\n\n13800000002  # asked twice\n")
+    assert load_do_not_call(p) == {"13800000001", "13800000002"}
+    p.write_text("13800000001\nnot-a-number\n")
+    with pytest.raises(CampaignError, match=r"dnc\.txt:2: number"):
+        load_do_not_call(p)
+
+
+@pytest.mark.parametrize(("text", "ok"), [
+    ("09:00-20:00", True), ("00:00-24:00", True), ("20:00-09:00", False),
+    ("9-20", False), ("25:00-26:00", False)])
+def test_calling_hours_option(text: str, ok: bool) -> None:
+    if ok:
+        h = CallingHours.parse(text)
+        assert h.allows(MORNING)
+    else:
+        with pytest.raises(CampaignError, match="--hours"):
+            CallingHours.parse(text)
+
+
+def test_control_commands_reach_the_running_campaign(tmp_path: Path) -> None:
+    from cli.main import main
+    from cli.voice import campaign_dir
+
+    assert main(["voice", "campaign", "pause", "nope", "--data-dir",
+                 str(tmp_path)]) == 2
+    control = FileControl(campaign_dir(tmp_path, "c1") / "control")
+    assert control.read() is None
+    for action in ("pause", "resume", "cancel"):
+        assert main(["voice", "campaign", action, "c1", "--data-dir",
+                     str(tmp_path)]) == 0
+        assert control.read() == action
