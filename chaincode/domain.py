@@ -768,3 +768,29 @@ class GuideUrl(LedgerAggregate):
     @event("Rejected")
     def _rejected(self, reason: str, rejected_by: str) -> None:
         self.status = "rejected"
+
+
+class CodeBatch(LedgerAggregate):
+    """Static codes issued together for one scheme (发码): how many, valid
+    when, signed by which key, to which guide URL, and the Merkle root of their
+    serials. The codes themselves never go on chain."""
+
+    @staticmethod
+    def create_id(scheme_id: str, merkle_root: str, **_: Any) -> UUID:
+        return derive_id("codebatch", scheme_id, merkle_root)
+
+    @event("Issued")
+    def __init__(self, scheme_id: str, city: str, department: str,
+                 guide_url_id: str, signer_fingerprint: str, count: int,
+                 not_before: str, not_after: str, merkle_root: str,
+                 issued_by: str) -> None:
+        self.scheme_id = scheme_id
+        self.city = city
+        self.department = department
+        self.guide_url_id = guide_url_id
+        self.signer_fingerprint = signer_fingerprint
+        self.count = count
+        self.not_before = not_before
+        self.not_after = not_after
+        self.merkle_root = merkle_root
+        self.issued_by = issued_by

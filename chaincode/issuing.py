@@ -10,7 +10,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from chaincode.domain import CodeScheme, GuideUrl, IssuerKey
+from chaincode.domain import CodeBatch, CodeScheme, GuideUrl, IssuerKey
 from chaincode.errors import Conflict, InvalidArgument, NotFound, Unauthorized
 from chaincode.identity import Role
 from chaincode.registry import (
@@ -68,6 +68,23 @@ class RejectUrlArgs(Args):
 
 class NoArgs(Args):
     pass
+
+
+Moment = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$",
+                              json_schema_extra={"format": "date-time"})]
+
+
+CodeCount = Annotated[int, Field(ge=1, le=1_000_000)]  # codes in one batch
+
+
+class CodeBatchArgs(Args):
+    scheme_id: UUID
+    guide_url_id: UUID
+    signer_fingerprint: Hash
+    count: CodeCount
+    not_before: Moment
+    not_after: Moment
+    merkle_root: Hash
 
 
 def _certificate(pem: str, now: datetime) -> x509.Certificate:
@@ -208,10 +225,9 @@ def get_issuer_keys(ctx: Context, a: NoArgs) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ guide URLs
-@command("FileGuideUrl", FileUrlArgs, Role.DEPARTMENT)
-def file_guide_url(ctx: Context, a: FileUrlArgs) -> dict[str, Any]:
-    """A department files the URL its approved scheme's codes lead to."""
-    scheme: CodeScheme = ctx.session.get(a.scheme_id, CodeScheme, "code scheme",
+def _own_approved_scheme(ctx: Context, scheme_id: UUID) -> CodeScheme:
+    """The caller department's scheme, once it is approved."""
+    scheme: CodeScheme = ctx.session.get(scheme_id, CodeScheme, "code scheme",
                                          "scheme_id")
     if (scheme.city, scheme.department) != (ctx.caller.city,
                                             str(ctx.caller.department)):
@@ -220,6 +236,13 @@ def file_guide_url(ctx: Context, a: FileUrlArgs) -> dict[str, Any]:
     if scheme.status != "approved":
         raise Conflict(f"scheme {scheme.id} is {scheme.status}, not approved",
                        field="scheme_id")
+    return scheme
+
+
+@command("FileGuideUrl", FileUrlArgs, Role.DEPARTMENT)
+def file_guide_url(ctx: Context, a: FileUrlArgs) -> dict[str, Any]:
+    """A department files the URL its approved scheme's codes lead to."""
+    scheme = _own_approved_scheme(ctx, a.scheme_id)
     url_id = GuideUrl.create_id(str(scheme.id), a.url)
     if ctx.session.exists(url_id):
         raise Conflict(f"{a.url} is already filed for this scheme", field="url")
@@ -238,10 +261,15 @@ def _url_to_decide(ctx: Context, url_id: UUID) -> GuideUrl:
     return url
 
 
+# ``gurl~<id>`` marks an approved guide URL, for the trust bundle.
+_APPROVED_URL = "gurl~"
+
+
 @command("ApproveGuideUrl", DecideUrlArgs, Role.CITY_ADMIN, Role.CENTER_ADMIN)
 def approve_guide_url(ctx: Context, a: DecideUrlArgs) -> dict[str, Any]:
     url = _url_to_decide(ctx, a.url_id)
     url.approve(str(ctx.caller))
+    ctx.stub.put_state(f"{_APPROVED_URL}{url.id}", url.scheme_id.encode())
     ctx.session.save(url)
     return {"id": str(url.id), "status": url.status}
 
@@ -255,3 +283,75 @@ def reject_guide_url(ctx: Context, a: RejectUrlArgs) -> dict[str, Any]:
 
 
 QUERIES["GetGuideUrl"] = (IdArgs, getter(GuideUrl, "guide URL"))
+
+
+@query("GetTrustMaterial", NoArgs)
+def get_trust_material(ctx: Context, a: NoArgs) -> dict[str, Any]:
+    """What a terminal needs to verify codes offline: every issuer key (with
+    its certificate and status), the approved code schemes and their approved
+    guide URLs."""
+    keys = get_issuer_keys(ctx, a)["keys"]
+    start, end = prefix_range("cover~")  # chaincode.codes: approved schemes
+    schemes = [state_of(ctx.session.get(UUID(v.decode()), CodeScheme, "scheme"))
+               for _, v in ctx.stub.get_state_by_range(start, end)]
+    start, end = prefix_range(_APPROVED_URL)
+    urls = [state_of(ctx.session.get(UUID(k[len(_APPROVED_URL):]), GuideUrl,
+                                     "guide URL"))
+            for k, _ in ctx.stub.get_state_by_range(start, end)]
+    return {"keys": keys,
+            "schemes": [{k: s[k] for k in ("id", "city", "department",
+                                           "code_type", "scope", "status")}
+                        for s in schemes],
+            "urls": [{k: u[k] for k in ("id", "scheme_id", "url", "status")}
+                     for u in urls]}
+
+
+# ------------------------------------------------------------------ code batches
+def _moment(value: str, field: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidArgument(f"{value!r} is not a UTC time", field) from None
+
+
+@command("IssueCodeBatch", CodeBatchArgs, Role.DEPARTMENT)
+def issue_code_batch(ctx: Context, a: CodeBatchArgs) -> dict[str, Any]:
+    """A department records static codes it issued for its approved scheme:
+    one event per batch (count, validity, signer, guide URL, Merkle root of
+    the serials), never one per code."""
+    scheme = _own_approved_scheme(ctx, a.scheme_id)
+    url: GuideUrl = ctx.session.get(a.guide_url_id, GuideUrl, "guide URL",
+                                    "guide_url_id")
+    if url.scheme_id != str(scheme.id) or url.status != "approved":
+        raise Conflict(f"guide URL {url.url} is {url.status} for scheme "
+                       f"{url.scheme_id}; codes lead only to an approved URL of "
+                       "their scheme", field="guide_url_id")
+    start, end = (_moment(a.not_before, "not_before"),
+                  _moment(a.not_after, "not_after"))
+    if end <= start:
+        raise InvalidArgument("not_after must come after not_before", "not_after")
+    key_id = IssuerKey.create_id(a.signer_fingerprint)
+    if not ctx.session.exists(key_id):
+        raise NotFound(f"no issuer key has the fingerprint {a.signer_fingerprint}",
+                       field="signer_fingerprint")
+    key: IssuerKey = ctx.session.get(key_id, IssuerKey, "issuer key")
+    if key.city != scheme.city or key.level == "root" or key.status != "active":
+        raise Conflict(f"key {key.fingerprint[:16]}… is a {key.status} {key.level} "
+                       f"key of {key.city}; codes of {scheme.city} are signed by "
+                       "an active institution or user key of the city",
+                       field="signer_fingerprint")
+    if not (datetime.fromisoformat(key.not_before) <= start
+            and end <= datetime.fromisoformat(key.not_after)):
+        raise InvalidArgument(f"the codes' validity must lie within the key's "
+                              f"({key.not_before} to {key.not_after})", "not_after")
+    batch_id = CodeBatch.create_id(str(scheme.id), a.merkle_root)
+    if ctx.session.exists(batch_id):
+        raise Conflict("a batch with these serials is already issued",
+                       field="merkle_root")
+    batch = CodeBatch(scheme_id=str(scheme.id), city=scheme.city,
+                      department=scheme.department, guide_url_id=str(url.id),
+                      signer_fingerprint=key.fingerprint, count=a.count,
+                      not_before=a.not_before, not_after=a.not_after,
+                      merkle_root=a.merkle_root, issued_by=str(ctx.caller))
+    ctx.session.save(batch)
+    return {"id": str(batch.id), "count": a.count}

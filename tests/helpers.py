@@ -279,6 +279,19 @@ class IssuerKeys:
 _ISSUER_KEYS: dict[int, IssuerKeys] = {}
 
 
+def code_batch_args(w: World, days: int = 30) -> dict[str, Any]:
+    """IssueCodeBatch of 10 codes of the world's approved scheme, to an approved
+    guide URL, signed by Kunshan's institution key, valid ``days`` from now."""
+    start = datetime.now(UTC).replace(microsecond=0)
+    moment = "%Y-%m-%dT%H:%M:%SZ"
+    return {"scheme_id": w.approved_scheme(), "guide_url_id": w.approved_url(),
+            "signer_fingerprint": (w.issuer_keys().institution[1].fingerprint
+                                   if w.ids is not None else "ab" * 32),
+            "count": 10, "not_before": start.strftime(moment),
+            "not_after": (start + timedelta(days=days)).strftime(moment),
+            "merkle_root": unique_hash()}
+
+
 def issuer_keys(ids: Clients[Any]) -> IssuerKeys:
     """The ledger's root key and Kunshan's institution key (certified the first
     time a test asks, then shared by every test on the ledger)."""
@@ -415,6 +428,14 @@ class World:
                                                 {"scheme_id": scheme})
             self.approved = scheme
         return self.approved
+
+    def approved_url(self) -> str:
+        """A guide URL of the approved scheme, approved."""
+        if self.ids is None:
+            return "9" * 32
+        url = self.filed_url()
+        self.ids("Kunshan", "admin").submit("ApproveGuideUrl", {"url_id": url})
+        return url
 
     def filed_url(self) -> str:
         """A guide URL filed for the approved scheme, not yet decided."""
@@ -607,6 +628,7 @@ VALID.update({
         "alert_id": w.video["confirmed"], "department": "health"}),
     "HandleAlert": (("Kunshan", "health"), lambda w: {
         "alert_id": w.video["dispatched"], "outcome": "extinguished"}),
+    "IssueCodeBatch": (("Kunshan", "transport"), lambda w: code_batch_args(w)),
     "StartCallCampaign": (("Kunshan", "transport"), lambda w: call_campaign_args(
         w.unique("survey2"))),
     "CompleteCallCampaign": (("Kunshan", "transport"), lambda w: {

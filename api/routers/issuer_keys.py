@@ -15,7 +15,7 @@ from api.deps import CommandsDep, CurrentIdentity, LedgerDep, blocking
 from api.problems import COMMAND, COMMAND_ON, QUERY
 from api.schemas import CommandResult, Request
 from chaincode.contract import Hash, Text
-from chaincode.issuing import CertificatePem, Url
+from chaincode.issuing import CertificatePem, CodeCount, Moment, Url
 
 router = APIRouter(prefix="/api/issuer-keys", tags=["code schemes"])
 urls = APIRouter(prefix="/api/guide-urls", tags=["code schemes"])
@@ -54,6 +54,15 @@ class IssuerKeys(BaseModel):
 
 class GuideUrlCreate(Request):
     url: Url
+
+
+class CodeBatchCreate(Request):
+    guide_url_id: UUID
+    signer_fingerprint: Hash
+    count: CodeCount
+    not_before: Moment
+    not_after: Moment
+    merkle_root: Hash
 
 
 @router.post("", status_code=201, responses=COMMAND)
@@ -109,3 +118,13 @@ async def reject_url(url_id: UUID, body: RevokeRequest,
     """RejectGuideUrl (the scheme's city admin or the center), with a reason."""
     return await commands.submit("RejectGuideUrl", {"url_id": str(url_id),
                                                     "reason": body.reason})
+
+
+@schemes.post("/{scheme_id}/code-batches", status_code=201, responses=COMMAND_ON)
+async def issue_codes(scheme_id: UUID, body: CodeBatchCreate,
+                      commands: CommandsDep) -> CommandResult:
+    """IssueCodeBatch (the scheme's department): static codes issued offline
+    (``cityunion qr issue``), recorded as one event: count, validity, signer,
+    guide URL and the Merkle root of their serials."""
+    return await commands.submit("IssueCodeBatch", {
+        "scheme_id": str(scheme_id), **body.model_dump(mode="json")})

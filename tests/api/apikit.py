@@ -160,10 +160,11 @@ class Api:
         self.ok(f"/api/code-schemes/{scheme}/approve", {}, KS_ADMIN, 200)
         return scheme
 
-    def guide_url(self) -> str:
-        """A guide URL filed by Kunshan transport, not decided."""
+    def guide_url(self, scheme: str | None = None) -> str:
+        """A guide URL filed by Kunshan transport (for ``scheme``, else a new
+        approved scheme), not decided."""
         return str(self.ok(
-            f"/api/code-schemes/{self.approved_scheme()}/guide-urls",
+            f"/api/code-schemes/{scheme or self.approved_scheme()}/guide-urls",
             {"url": f"https://code.kunshan.example/{name('u')}"},
             KS_TRANSPORT)["result"]["id"])
 

@@ -6,7 +6,7 @@ allowed role succeeds. Read endpoints with role limits are checked too."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -59,6 +59,21 @@ def _completion(api: Api) -> Call:
            api.confirmation(day, api.settlement_key()), KS_ADMIN)
     return (f"/api/settlements/{day}/Kunshan/completion",
             {"payment_reference": "CNAPS-1"})
+
+
+def _code_batch(api: Api) -> Call:
+    """Codes of an approved scheme of Kunshan transport, to its approved guide
+    URL, signed by Kunshan's institution key, valid for a week from now."""
+    scheme = api.approved_scheme()
+    url = api.guide_url(scheme)
+    api.ok(f"/api/guide-urls/{url}/approve", {}, KS_ADMIN, 200)
+    start = datetime.now(UTC).replace(microsecond=0)
+    return (f"/api/code-schemes/{scheme}/code-batches", {
+        "guide_url_id": url,
+        "signer_fingerprint": issuer_keys(api.clients).institution[1].fingerprint,
+        "count": 3, "not_before": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "not_after": (start + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "merkle_root": unique_hash()})
 
 
 def _user_key(api: Api) -> str:
@@ -176,6 +191,7 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
         f"/api/guide-urls/{api.guide_url()}/approve", {}),
     "RejectGuideUrl": lambda api: (
         f"/api/guide-urls/{api.guide_url()}/reject", {"reason": "test"}),
+    "IssueCodeBatch": lambda api: _code_batch(api),
     "BlacklistCards": lambda api: ("/api/card-blacklist", {"cards": [{
         "card_id_hash": unique_hash(), "reason": "lost",
         "since": "2031-01-01T00:00:00Z"}]}),

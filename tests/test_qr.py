@@ -1,0 +1,196 @@
+"""City QR codes end to end on the embedded ledger, through the CLI: a code
+issued for an identifier (a PNG, read back with OpenCV) verifies offline against
+the sealed trust bundle; once its signer's key is revoked, or when a byte of it
+changes, or past its window, it is refused with the reason; a CSV batch is one
+CodeBatchIssued with the Merkle root of its serials."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import (
+    CENTER,
+    KUNSHAN,
+    Clients,
+    certificate,
+    identifier_args,
+    issuer_keys,
+    register_departments,
+)
+
+from api.signing import NodeSigner
+from chaincode.encoding import canonical_json
+from chaincode.merkle import merkle_root_of
+from cli.main import main
+from cli.qr import _code_text
+from ledger import crypto
+from ledger.connect import connect
+from ledger.qrcode.bundle import open_bundle
+from ledger.qrcode.codes import parse
+from ledger.qrcode.verify import Verifier
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A ledger with Kunshan transport's approved scheme and guide URL, two
+    active places, and a department key certified under Kunshan (its key and
+    certificate in files)."""
+    root = tmp_path_factory.mktemp("qr")
+    data = root / "node"
+    conn = connect("embedded", data_dir=data)
+    try:
+        ids = Clients(conn)
+        register_departments(ids)
+        transport = ids("Kunshan", "transport")
+        places = [transport.submit("RegisterIdentifier", identifier_args(
+            "place", "poi")).result["id"] for _ in range(2)]
+        scheme = transport.submit("ApplyCodeScheme", {
+            "application_name": "bus-stop-codes", "code_type": "transport",
+            "scope": "Kunshan-bus-stops", "data_sharing_commitment": True}
+            ).result["id"]
+        ids("Kunshan", "admin").submit("ApproveCodeScheme", {"scheme_id": scheme})
+        url = transport.submit("FileGuideUrl", {
+            "scheme_id": scheme, "url": "https://code.kunshan.example/stop"}
+            ).result["id"]
+        ids("Kunshan", "admin").submit("ApproveGuideUrl", {"url_id": url})
+        private, cert = certificate({**KUNSHAN, "organizational_unit_name":
+                                     "transport"}, issuer_keys(ids).institution)
+        ids("Kunshan", "admin").submit("CertifyUserKey",
+                                       {"certificate_pem": cert.pem})
+    finally:
+        conn.close()
+    (root / "key.pem").write_bytes(crypto.private_key_to_pem(private))
+    (root / "cert.pem").write_text(cert.pem)
+    (root / "node.pem").write_text(NodeSigner(data).public_pem)
+    return {"root": root, "data": data, "places": places, "scheme": scheme,
+            "url": url, "fingerprint": cert.fingerprint}
+
+
+def _cli(*args: str) -> int:
+    return main(list(args))
+
+
+def _issue(s: dict[str, Any], *which: str) -> int:
+    return _cli("qr", "issue", "--data-dir", str(s["data"]), "--city", "Kunshan",
+                "--department", "transport", "--scheme", s["scheme"], "--url-id",
+                s["url"], "--key", str(s["root"] / "key.pem"), "--cert",
+                str(s["root"] / "cert.pem"), *which)
+
+
+def _bundle(s: dict[str, Any], name: str) -> Path:
+    out = s["root"] / name
+    assert _cli("qr", "trust-bundle", "--data-dir", str(s["data"]), "--out",
+                str(out)) == 0
+    return out
+
+
+def _verify(s: dict[str, Any], code: str, bundle: Path,
+            capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    capsys.readouterr()
+    rc = _cli("qr", "verify", code, "--bundle", str(bundle), "--bundle-key",
+              str(s["root"] / "node.pem"), "--json")
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def test_issue_verify_revoke(setup: dict[str, Any],
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    s = setup
+    png, txt = s["root"] / "code.png", s["root"] / "code.txt"
+    assert _issue(s, "--identifier", s["places"][0], "--out", str(png)) == 0
+    assert _issue(s, "--identifier", s["places"][0], "--out", str(txt)) == 0
+    bundle = _bundle(s, "bundle.json")
+    rc, verdict = _verify(s, str(png), bundle, capsys)
+    assert (rc, verdict["ok"], verdict["reason"]) == (0, True, "valid")
+    text = txt.read_text().strip()
+    code = parse(text)
+    assert code.payload["city"]["ident"] == s["places"][0]
+    assert code.payload["dept"] == {"city": "Kunshan", "code": "transport"}
+    assert code.signer == s["fingerprint"]
+
+    # offline, as a terminal: a changed byte, and a time past the window
+    node_key = crypto.public_key_from_pem((s["root"] / "node.pem").read_bytes())
+    verifier = Verifier(open_bundle(json.loads(bundle.read_text()), node_key))
+    assert verifier.verify(text).ok
+    # another identifier's content under the same signature
+    forged = code.payload | {"content": {"identifier": s["places"][1]}}
+    body = base64.urlsafe_b64encode(canonical_json(forged)).rstrip(b"=").decode()
+    changed = f"CU1:{body}.{text.split('.')[1]}"
+    assert verifier.verify(changed).reason == "the signature does not verify"
+    later = datetime.now(UTC) + timedelta(days=400)
+    assert not verifier.verify(text, later).ok
+
+    # revoke the signer: a fresh bundle refuses the code, naming why
+    conn = connect("embedded", data_dir=s["data"])
+    try:
+        Clients(conn)("Kunshan", "admin").submit("RevokeIssuerKey", {
+            "fingerprint": s["fingerprint"], "reason": "key leaked"})
+    finally:
+        conn.close()
+    rc, verdict = _verify(s, text, _bundle(s, "after.json"), capsys)
+    assert rc == 1 and "revoked" in verdict["reason"]
+    # the old bundle still says valid: terminals must refresh theirs
+    assert _verify(s, text, bundle, capsys)[1]["ok"] is True
+
+
+def test_csv_batch_is_one_event(setup: dict[str, Any],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    s = setup
+    rows = s["root"] / "ids.csv"
+    with rows.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["identifier_id"])
+        w.writerows([[p] for p in s["places"]])
+    out = s["root"] / "batch"
+    # the key was revoked by the other test if it ran first: certify a new one
+    conn = connect("embedded", data_dir=s["data"])
+    try:
+        ids = Clients(conn)
+        private, cert = certificate({**KUNSHAN, "organizational_unit_name":
+                                     "transport"}, issuer_keys(ids).institution)
+        ids("Kunshan", "admin").submit("CertifyUserKey", {"certificate_pem":
+                                                          cert.pem})
+        height = ids(CENTER, "auditor").height()
+    finally:
+        conn.close()
+    (s["root"] / "key.pem").write_bytes(crypto.private_key_to_pem(private))
+    (s["root"] / "cert.pem").write_text(cert.pem)
+    assert _issue(s, "--csv", str(rows), "--out", str(out)) == 0
+    with (out / "codes.csv").open() as f:
+        codes = list(csv.DictReader(f))
+    assert [c["identifier_id"] for c in codes] == s["places"]
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 2  # and each image reads back as its code
+    assert sorted(_code_text(str(p)) for p in pngs) == sorted(c["code"] for c in codes)
+    conn = connect("embedded", data_dir=s["data"], read_only=True)
+    try:
+        auditor = Clients(conn)(CENTER, "auditor")
+        events = [e for e in auditor.events() if e.position.block >= height
+                  and e.type == "CodeBatchIssued"]
+    finally:
+        conn.close()
+    assert len(events) == 1 and events[0].data["count"] == 2
+    assert events[0].data["merkle_root"] == merkle_root_of(
+        c["serial"].encode() for c in codes)
+    bundle = _bundle(s, "batch-bundle.json")
+    for c in codes:
+        assert _verify(s, c["code"], bundle, capsys)[1]["ok"] is True
+
+
+def test_bad_inputs_are_named(setup: dict[str, Any],
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    s = setup
+    rows = s["root"] / "bad.csv"
+    rows.write_text("identifier\nx\n", encoding="utf-8")
+    assert _issue(s, "--csv", str(rows), "--out", str(s["root"] / "x")) == 2
+    assert "needs a column identifier_id" in capsys.readouterr().err
+    assert _issue(s, "--identifier", s["places"][0], "--out",
+                  str(s["root"] / "code.gif")) == 2
+    assert "code.png, code.svg or code.txt" in capsys.readouterr().err
+    rc, verdict = _verify(s, "CU1:nonsense", _bundle(s, "b2.json"), capsys)
+    assert rc == 1 and verdict["reason"].startswith("not a city QR code")
