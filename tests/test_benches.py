@@ -43,3 +43,9 @@ def test_statistics_bench() -> None:
     endpoints = out["endpoints"]
     assert isinstance(endpoints, dict) and len(endpoints) == 16
     assert all(e["p99_ms"] >= e["p50_ms"] > 0 for e in endpoints.values())
+
+
+def test_qr_bench() -> None:
+    out = _bench("bench.qr", "--codes", "20", "--pngs", "2")
+    assert out["codes"] == 20 and out["qr_version_m"] >= 1
+    assert all(out[k] > 0 for k in ("signed_per_s", "png_per_s", "verified_per_s"))

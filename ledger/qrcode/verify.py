@@ -34,6 +34,7 @@ class Verifier:
         self.schemes = {s["id"]: s for s in bundle["schemes"]}
         self.urls = {u["id"]: u for u in bundle["urls"]}
         self._certs: dict[str, x509.Certificate] = {}
+        self._chains: dict[str, tuple[str | None, datetime, datetime]] = {}
 
     def _cert(self, fingerprint: str) -> x509.Certificate:
         if fingerprint not in self._certs:
@@ -42,26 +43,43 @@ class Verifier:
         return self._certs[fingerprint]
 
     def _chain(self, fingerprint: str, now: datetime) -> str | None:
-        """Why the chain from the key up to the root fails, or None."""
+        """Why the chain from the key up to the root fails, or None. The
+        signatures of a chain are checked once; validity at every call."""
+        cached = self._chains.get(fingerprint)
+        if cached is None:
+            cached = self._chains[fingerprint] = self._check_chain(fingerprint)
+        broken, start, end = cached
+        if broken is None and not start <= now <= end:
+            return f"a key of the chain of {fingerprint[:16]}… is not valid now"
+        return broken
+
+    def _check_chain(self, fingerprint: str
+                     ) -> tuple[str | None, datetime, datetime]:
+        """(why the chain fails or None, when all its keys are valid)."""
+        start, end = datetime.min.replace(tzinfo=UTC), datetime.max.replace(
+            tzinfo=UTC)
         seen: set[str] = set()
         while fingerprint not in seen:
             seen.add(fingerprint)
             key = self.keys.get(fingerprint)
             if key is None:
-                return f"key {fingerprint[:16]}… is not in the trust bundle"
+                return (f"key {fingerprint[:16]}… is not in the trust bundle",
+                        start, end)
             if key["status"] == "revoked":
-                return f"{key['level']} key {fingerprint[:16]}… is revoked"
+                return (f"{key['level']} key {fingerprint[:16]}… is revoked",
+                        start, end)
             cert = self._cert(fingerprint)
-            if not cert.valid_at(now):
-                return f"{key['level']} key {fingerprint[:16]}… is not valid now"
+            start, end = max(start, cert.not_before), min(end, cert.not_after)
             if key["level"] == "root":
-                return None if cert.signed_by(cert.public_key) else "bad root"
+                ok = cert.signed_by(cert.public_key)
+                return (None if ok else "the root is not self-signed", start, end)
             parent = key["issuer_fingerprint"]
             if parent not in self.keys or not cert.signed_by(
                     self._cert(parent).public_key):
-                return f"key {fingerprint[:16]}… is not signed by its issuer"
+                return (f"key {fingerprint[:16]}… is not signed by its issuer",
+                        start, end)
             fingerprint = parent
-        return "the key chain loops"
+        return "the key chain loops", start, end
 
     def verify(self, text: str, now: datetime | None = None) -> Verdict:
         now = now or datetime.now(UTC)
