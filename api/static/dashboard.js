@@ -169,8 +169,8 @@ function render(s) {
       `fees to the center ${yuan(run.center_fee_fen)} yuan.`
     : "No clearing run yet.";
 
-  table("settlements", ["business day", "pending", "confirmed", "completed",
-    "overdue"], s.settlements_by_day.map((d) => [d.business_day, d.pending,
+  table("settlements", ["day", "pending", "confirmed", "paid", "overdue"],
+    s.settlements_by_day.map((d) => [d.business_day, d.pending,
     d.confirmed, d.completed, d.overdue > 0
       ? { text: String(d.overdue), cls: "fail",
           title: "statements not confirmed by their confirm-by day" }

@@ -218,7 +218,7 @@ def test_dashboard_shows_the_ledger_and_a_new_transaction_without_reload(
     assert "1 disputed excluded" in page.inner_text("#clearing-note")
     # the scenario's day was cleared, Kunshan confirmed: the others overdue
     assert cells(page, "settlements") == [
-        ["business day", "pending", "confirmed", "completed", "overdue"],
+        ["day", "pending", "confirmed", "paid", "overdue"],
         [SCENARIO_DAY, "2", "1", "0", "2"]]
     assert page.inner_text("#settlement-note") == (
         "Open disputes: 0 · blacklisted cards: 1")
