@@ -55,9 +55,11 @@ class CameraActor:
         return os.getpid()
 
 
-def start_actor(config: WatchConfig, name: str | None = None) -> Any:
-    """The camera's actor on the connected cluster (restarted if it dies)."""
-    remote = ray.remote(CameraActor)
+def start_actor(config: WatchConfig, name: str | None = None,
+                actor: type[CameraActor] = CameraActor) -> Any:
+    """The camera's actor on the connected cluster (restarted if it dies);
+    ``actor``: a subclass instead (the bench's, which time-stamps frames)."""
+    remote = ray.remote(actor)
     return remote.options(  # type: ignore[attr-defined]
         name=name, max_restarts=-1, max_task_retries=-1, max_concurrency=4,
         num_cpus=1).remote(config)

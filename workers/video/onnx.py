@@ -64,28 +64,30 @@ def letterbox(frame: Frame, size: int, pad: int = 114
     resized = frame if (nw, nh) == (w, h) else cv2.resize(
         frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
     canvas[top:top + nh, left:left + nw] = resized
-    rgb = canvas[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-    return np.ascontiguousarray(rgb), Letterbox(r, left, top)
+    # one pass: BGR -> RGB, HWC -> 1xCxHxW, to float in [0, 1]
+    rgb = cv2.dnn.blobFromImage(canvas, 1.0 / 255.0, swapRB=True)
+    return np.asarray(rgb, np.float32), Letterbox(r, left, top)
 
 
 def nms(boxes: Floats, scores: Floats, iou: float) -> list[int]:
     """Greedy non-maximum suppression over ``(x1, y1, x2, y2)`` boxes: indices
-    kept, best score first (ties: lower index first)."""
-    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
-    areas = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    kept, best score first (ties: lower index first). Each kept box drops
+    the remaining ones that overlap it by more than ``iou`` (vectorised)."""
+    n = len(scores)
+    order = np.lexsort((np.arange(n), -np.asarray(scores, np.float32)))
+    x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
+    areas = (x2 - x1).clip(0) * (y2 - y1).clip(0)
     keep: list[int] = []
-    for i in order:
-        ok = True
-        for j in keep:
-            ix = max(0.0, min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]))
-            iy = max(0.0, min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]))
-            inter = ix * iy
-            union = areas[i] + areas[j] - inter
-            if union > 0 and inter / union > iou:
-                ok = False
-                break
-        if ok:
-            keep.append(i)
+    while order.size:
+        i, rest = int(order[0]), order[1:]
+        keep.append(i)
+        ix = (np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])).clip(0)
+        iy = (np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])).clip(0)
+        inter = ix * iy
+        union = areas[i] + areas[rest] - inter
+        over = np.zeros(rest.shape, bool)
+        np.greater(inter, iou * union, out=over, where=union > 0)
+        order = rest[~over]
     return keep
 
 
@@ -95,25 +97,25 @@ def decode(output: Floats, names: Sequence[str], conf: float, iou: float,
     if output.ndim != 3 or output.shape[0] != 1 or output.shape[1] != 4 + len(names):
         raise ValueError(f"model output {output.shape}: expected (1, {4 + len(names)}"
                          f", N) for {len(names)} class names")
-    pred = output[0].T  # N x (4 + nc)
-    cls = pred[:, 4:].argmax(1)
-    score = pred[np.arange(len(pred)), 4 + cls]
-    sel = score >= conf
-    pred, cls, score = pred[sel], cls[sel], score[sel]
-    xyxy = np.stack([pred[:, 0] - pred[:, 2] / 2, pred[:, 1] - pred[:, 3] / 2,
-                     pred[:, 0] + pred[:, 2] / 2, pred[:, 1] + pred[:, 3] / 2], 1)
-    out: list[ObjectBox] = []
-    for c in sorted(set(cls.tolist())):  # class-aware: NMS within each class
+    # threshold first, on each candidate's best score (rows are contiguous),
+    # so the rest works on the few candidates left
+    table = output[0]
+    best = table[4:].max(0)
+    sel = np.nonzero(best >= conf)[0]
+    cls = table[4:, sel].argmax(0)
+    score = best[sel]
+    cx, cy, bw, bh = table[:4, sel]
+    xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+    kept: list[int] = []
+    for c in np.unique(cls):  # class-aware: NMS within each class
         idx = np.nonzero(cls == c)[0]
-        for k in nms(xyxy[idx], score[idx], iou):
-            i = idx[k]
-            h, w = frame_shape
-            x1, y1, x2, y2 = xyxy[i]
-            box = (float(np.clip((x1 - lb.left) / lb.scale, 0, w)),
-                   float(np.clip((y1 - lb.top) / lb.scale, 0, h)),
-                   float(np.clip((x2 - lb.left) / lb.scale, 0, w)),
-                   float(np.clip((y2 - lb.top) / lb.scale, 0, h)))
-            out.append(ObjectBox(names[c], int(c), float(score[i]), box))
+        kept += [int(idx[k]) for k in nms(xyxy[idx], score[idx], iou)]
+    h, w = frame_shape
+    frame_xyxy = ((xyxy[kept] - [lb.left, lb.top, lb.left, lb.top]) / lb.scale
+                  ).clip(0, [w, h, w, h])
+    out = [ObjectBox(names[int(cls[i])], int(cls[i]), float(score[i]),
+                     (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+           for i, b in zip(kept, frame_xyxy.tolist(), strict=True)]
     out.sort(key=lambda o: -o.score)
     return out
 
