@@ -4,12 +4,16 @@ alerts raised on the ledger with the worker's terminal identity."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
 import uuid
 from pathlib import Path
 from typing import Any, cast
 
 from cli.common import UserError, add_data_dir, add_ledger, connect_args, print_json
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
@@ -64,6 +68,7 @@ def run_watch(args: argparse.Namespace) -> int:
     from workers.cluster import join
     from workers.video.actor import Raiser, drive, start_actor, zones_of
     from workers.video.evidence import EvidenceStore
+    from workers.video.health import HealthWriter
     from workers.video.model import KINDS, Kind
     from workers.video.watch import WatchConfig, default_perspective, frame_size
 
@@ -110,8 +115,23 @@ def run_watch(args: argparse.Namespace) -> int:
             raise UserError(f"--model/--names: {e}") from None
         joined = join(args.data_dir, args.address)
         raiser = Raiser(ledger, camera_id, EvidenceStore(base / "evidence"))
-        result = drive(start_actor(config), raiser,
-                       (lambda p: None) if args.quiet else _progress)
+        # the camera's health for the API (/api/cameras/health), at each report
+        health = HealthWriter(base / "health", camera_id, args.city,
+                              camera.get("camera_code"))
+
+        def progress(p: dict[str, float]) -> None:
+            try:
+                health(p)
+            except OSError as e:  # health is advisory: never stop the watch
+                log.warning("camera health not written: %s", e)
+            if not args.quiet:
+                _progress(p)
+
+        try:
+            result = drive(start_actor(config), raiser, progress)
+        finally:
+            with contextlib.suppress(OSError):
+                health.stopped()
         if not args.quiet:
             print(file=sys.stderr)
         print_json({**result, "camera_id": camera_id, "ray": joined,

@@ -16,11 +16,13 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-# Every fetch, script, style, image and font from this origin only; no inline
-# code, no framing, no <base> rewriting.
+# Every fetch, script, style, image and font from this origin only (images
+# also from blob: URLs, the evidence frames the page fetched with its token);
+# no inline code, no framing, no <base> rewriting.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; base-uri 'none'; "
-                               "form-action 'self'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; "
+                               "base-uri 'none'; form-action 'self'; "
+                               "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",

@@ -225,6 +225,66 @@ function render(s) {
   document.body.dataset.height = String(p.ledger_height);
 }
 
+// The latest video alerts with their evidence frames, and the cameras' health.
+// An <img src> cannot send the token, so each frame is fetched with it and
+// shown from a blob: URL (kept while the alert is among the latest).
+const THUMBS = 6;
+const thumbs = new Map();  // alert id -> {url} or {error}
+
+async function evidence(t, id) {
+  const r = await fetch(`/api/video-alerts/${id}/evidence`,
+    { headers: { Authorization: `Bearer ${t}` } });
+  if (!r.ok) {
+    const body = await r.json().catch(() => ({}));
+    return { error: r.status === 404 ? "evidence not on this node"
+      : body.detail || `HTTP ${r.status}` };
+  }
+  return { url: URL.createObjectURL(await r.blob()) };
+}
+
+async function renderVideo(t) {
+  const headers = { Authorization: `Bearer ${t}` };
+  const [alerts, health] = await Promise.all([
+    fetch(`/api/video-alerts?limit=${THUMBS}`, { headers, cache: "no-store" }),
+    fetch("/api/cameras/health", { headers, cache: "no-store" })]);
+  if (alerts.ok) {
+    const items = (await alerts.json()).items;
+    await Promise.all(items.filter((a) => !thumbs.has(a.id)).map(async (a) => {
+      thumbs.set(a.id, await evidence(t, a.id).catch((e) => ({ error: e.message })));
+    }));
+    const shown = new Set(items.map((a) => a.id));
+    for (const [id, th] of thumbs) {
+      if (!shown.has(id)) {
+        if (th.url) URL.revokeObjectURL(th.url);
+        thumbs.delete(id);
+      }
+    }
+    $("video-thumbs").replaceChildren(...items.map((a) => {
+      const th = thumbs.get(a.id);
+      const label = `${a.kind} · ${a.zone} · ${a.status}`;
+      const fig = el("figure", { "data-alert": a.id,
+        title: `${label}\ncamera ${a.camera_id}\n${when(a.observed_at)}` });
+      fig.append(th.url ? el("img", { src: th.url, alt: label })
+        : el("div", { class: "missing" }, th.error));
+      fig.append(el("figcaption", {}, `${recent(a.observed_at)} ${a.kind}`));
+      return fig;
+    }));
+  }
+  if (health.ok) {
+    const status = { running: "ok", reconnecting: "warn", stopped: "note",
+      stale: "fail" };
+    table("camera-health", ["camera", "status", "fps", "lag", "last frame"],
+      (await health.json()).map((c) => [
+        { text: c.camera_code || `${c.camera_id.slice(0, 8)}…`, title: c.camera_id,
+          sub: c.city },
+        { text: c.status, cls: status[c.status] || "" },
+        c.fps.toFixed(1),
+        c.lag_s === null ? "–" : `${c.lag_s.toFixed(1)} s`,
+        { text: c.last_frame_at ? recent(c.last_frame_at) : "–",
+          title: `updated ${when(c.updated_at)}` }]));
+  }
+}
+
 function showLogin(message) {
   $("board").hidden = true;
   $("login").hidden = false;
@@ -271,6 +331,11 @@ async function poll() {
     } catch (e) {
       console.error(e);
       showStatus(`cannot draw the summary: ${e.message}`, "bad");
+    }
+    try {
+      await renderVideo(t);
+    } catch (e) {
+      console.error(e);  // the rest of the board stands without it
     }
   }
   timer = setTimeout(poll, POLL_MS);

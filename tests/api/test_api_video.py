@@ -3,9 +3,16 @@ the read model listed by status, camera, kind and day, scoped to the city."""
 
 from __future__ import annotations
 
+import functools
+import json
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from apikit import (
+    CENTER_ADMIN,
     KS_ADMIN,
     KS_AUDITOR,
     KS_TERMINAL,
@@ -16,6 +23,9 @@ from apikit import (
     problem,
 )
 from helpers import unique_hash
+
+from workers.video.evidence import EvidenceStore, save_evidence
+from workers.video.health import HealthWriter
 
 Who = tuple[str, ...]
 
@@ -97,3 +107,74 @@ def test_raising_an_incident_twice_is_409_and_unknown_ids_404(api: Api) -> None:
         "camera_code": name("cam"), "department": "transport",
         "zones": [{"zone": "a", "polygon": [[0, 0], [9, 0], [9, 9]],
                    "detectors": ["fire"]}]}, KS_TRANSPORT), 404, "place_id")
+
+
+def _evidence(data_dir: Path) -> tuple[str, bytes]:
+    """Evidence stored as `video watch` stores it: (the manifest's SM3, the
+    annotated frame's JPEG bytes)."""
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[10:30, 20:40] = (0, 128, 255)
+    store = EvidenceStore(data_dir / "video" / "evidence")
+    ev = save_evidence(store, frame, [(20, 10, 20, 20)], "fire 0.90", [frame], 5.0,
+                       {"incident": name("fire")})
+    return ev.digest, store.get(ev.frame)
+
+
+def test_an_alerts_evidence_frame_is_served_checked(api: Api, data_dir: Path) -> None:
+    camera = _camera(api, [{"zone": "stall", "polygon": [[0, 0], [9, 0], [9, 9]],
+                            "detectors": ["fire"]}])
+    digest, jpeg = _evidence(data_dir)
+    alert = str(api.ok(f"/api/cameras/{camera}/alerts", {
+        "incident": name("fire"), "kind": "fire", "confidence_permille": 900,
+        "observed_at": "2031-05-04T10:00:00Z", "zone": "stall",
+        "evidence_sm3": digest}, KS_TERMINAL)["result"]["id"])
+    elsewhere = _alert(api, camera, "fire", "stall", "2031-05-04T10:05:00Z")
+    api.sync()
+    r = api.get(f"/api/video-alerts/{alert}/evidence", KS_TRANSPORT)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg" and r.content == jpeg
+    assert api.get(f"/api/video-alerts/{alert}/evidence", KS_AUDITOR).content == jpeg
+    # another city's admin may not read it; evidence not on this node is 404
+    problem(api.get(f"/api/video-alerts/{alert}/evidence", SH_ADMIN), 403,
+            "alert_id")
+    body = problem(api.get(f"/api/video-alerts/{elsewhere}/evidence", KS_ADMIN),
+                   404, "alert_id")
+    assert elsewhere in body["detail"] and "not on this node" in body["detail"]
+    problem(api.get("/api/video-alerts/00000000-0000-0000-0000-000000000009"
+                    "/evidence", KS_ADMIN), 404, "alert_id")
+    # an altered frame is refused, naming the alert
+    manifest = json.loads(EvidenceStore(data_dir / "video" / "evidence").get(digest))
+    path = EvidenceStore(data_dir / "video" / "evidence").path(manifest["frame"])
+    path.write_bytes(jpeg[:-2] + b"\x00\xd9")
+    body = problem(api.get(f"/api/video-alerts/{alert}/evidence", KS_ADMIN), 409,
+                   "alert_id")
+    assert alert in body["detail"] and "SM3" in body["detail"]
+
+
+def test_camera_health_lists_this_nodes_drivers_by_city(api: Api,
+                                                        data_dir: Path) -> None:
+    health = data_dir / "video" / "health"
+    now = time.time()
+    ks, ks_old, sh = (str(uuid.uuid4()) for _ in range(3))
+    for cam, city, age in ((ks, "Kunshan", 1), (ks_old, "Kunshan", 120),
+                           (sh, "Shanghai", 1)):
+        clock = functools.partial(float.__sub__, now, float(age))
+        HealthWriter(health, cam, city, f"c-{cam[:4]}", clock=clock)(
+            {"frames": 30.0, "frame_at": now - age - 0.5, "reconnects": 0})
+    (health / "junk.json").write_text("{}")
+
+    def listed(who: Who, **params: Any) -> dict[str, dict[str, Any]]:
+        r = api.get("/api/cameras/health", who, **params)
+        assert r.status_code == 200, r.text
+        return {h["camera_id"]: h for h in r.json()
+                if h["camera_id"] in (ks, ks_old, sh)}
+
+    every = listed(CENTER_ADMIN)
+    assert set(every) == {ks, ks_old, sh}
+    assert every[ks]["status"] == "running" and every[ks]["lag_s"] == 0.5
+    assert every[ks_old]["status"] == "stale"
+    assert every[ks]["camera_code"] == f"c-{ks[:4]}" and every[ks]["frames"] == 30
+    assert set(listed(KS_ADMIN)) == set(listed(KS_TRANSPORT)) == {ks, ks_old}
+    assert set(listed(CENTER_ADMIN, city="Shanghai")) == {sh}
+    assert set(listed(SH_ADMIN)) == {sh}
+    problem(api.get("/api/cameras/health", SH_ADMIN, city="Kunshan"), 403, "city")

@@ -17,14 +17,25 @@ from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
 import pytest
 from apikit import serve, stop
 from fastapi.testclient import TestClient
-from helpers import SCENARIO_DAY, Clients, run_scenario, unique_hash
+from helpers import (
+    SCENARIO_DAY,
+    Clients,
+    alert_args,
+    camera_args,
+    identifier_args,
+    run_scenario,
+    unique_hash,
+)
 
 from api.tokens import TokenService
 from ledger.connect import EmbeddedConnection
 from ledger.embedded import EmbeddedNode
+from workers.video.evidence import EvidenceStore, save_evidence
+from workers.video.health import HealthWriter
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, ConsoleMessage, Page
@@ -67,10 +78,24 @@ def browser(tmp_path: Path) -> Iterator[BrowserContext]:
 
 def ledger_with_scenario(data_dir: Path) -> None:
     """Departments, an identifier, an approved code scheme, a disputed batch
-    and a clearing run: every panel of the page has something to show."""
+    and a clearing run, a camera whose fire alert has its evidence on the node
+    and whose watch has stopped: every panel of the page has something to show."""
     node = EmbeddedNode(data_dir)
     try:
-        run_scenario(Clients(EmbeddedConnection(node)))
+        ids = Clients(EmbeddedConnection(node))
+        run_scenario(ids)
+        transport = ids("Kunshan", "transport")
+        place = transport.submit("RegisterIdentifier", identifier_args(
+            "place", "poi")).result["id"]
+        camera = transport.submit("RegisterCamera", camera_args(
+            place, "cam-1")).result["id"]
+        frame = np.full((120, 160, 3), 90, np.uint8)
+        ev = save_evidence(EvidenceStore(data_dir / "video" / "evidence"), frame,
+                           [(40, 30, 50, 40)], "fire 0.87", [frame], 5.0, {})
+        ids("Kunshan", "terminal").submit("RaiseVideoAlert", {
+            **alert_args(camera, "fire-1"), "evidence_sm3": ev.digest})
+        HealthWriter(data_dir / "video" / "health", camera, "Kunshan", "cam-1"
+                     ).update({"frames": 150.0, "frame_at": 1.8e9}, "stopped")
     finally:
         node.close()
 
@@ -114,12 +139,14 @@ class Watch:
         self.loads += 1
 
     def paths(self, base: str) -> set[str]:
-        """The paths requested; asserts every request went to ``base``."""
+        """The paths requested; asserts every request went to ``base`` (or
+        to a blob: URL of its origin: data the page already holds)."""
         origin = urlsplit(base)
-        outside = [u for u in self.urls
+        urls = [u for u in self.urls if not u.startswith(f"blob:{base}/")]
+        outside = [u for u in urls
                    if urlsplit(u)[:2] != (origin.scheme, origin.netloc)]
         assert not outside, f"the page requested outside the server: {outside}"
-        return {urlsplit(u).path for u in self.urls}
+        return {urlsplit(u).path for u in urls}
 
 
 def png_rows(data: bytes) -> tuple[int, int, set[bytes]]:
@@ -230,7 +257,16 @@ def test_dashboard_shows_the_ledger_and_a_new_transaction_without_reload(
         f"Peak days: {SCENARIO_DAY} (4 records)")
     assert cells(page, "risk") == [["kind", "alerts", "latest day"], ["no data yet"]]
     assert cells(page, "schemes")[1:] == [["approved", "1"]]
-    assert cells(page, "identifiers")[1:] == [["person", "active", "1"]]
+    assert cells(page, "identifiers")[1:] == [["person", "active", "1"],
+                                              ["place", "active", "1"]]
+    # the fire alert's evidence frame, fetched with the token (a blob: URL)
+    page.wait_for_function("""() => [...document.querySelectorAll(
+        '#video-thumbs img')].some(i => i.src.startsWith('blob:')
+                                       && i.complete && i.naturalWidth === 160)""",
+                           timeout=WAIT_MS)
+    health = cells(page, "camera-health")
+    assert health[0] == ["camera", "status", "fps", "lag", "last frame"]
+    assert health[1][:3] == ["cam-1\nKunshan", "stopped", "0.0"]
     blocks = cells(page, "blocks")[1:]
     assert [b[0] for b in blocks] == [str(n) for n in range(height - 1, -1, -1)][:10]
     assert {b[4] for b in blocks} == {"✓ verified"}
@@ -252,7 +288,8 @@ def test_dashboard_shows_the_ledger_and_a_new_transaction_without_reload(
         """)
     assert page.evaluate("window.loadedOnce") is True
     assert watch.loads == 1
-    assert watch.paths(url) >= PAGE_FILES
+    assert watch.paths(url) >= PAGE_FILES | {"/api/video-alerts",
+                                             "/api/cameras/health"}
     assert not watch.errors, watch.errors
 
 

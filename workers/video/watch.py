@@ -243,7 +243,7 @@ class CameraWatch:
         self._clip: deque[Frame] = deque(maxlen=max(int(config.clip_s
                                                          * config.sample_fps), 1))
         self.stats: dict[str, float] = {"frames": 0, "t": self.cp.t, "dropped": 0,
-                                        "queue": 0, "fps": 0.0,
+                                        "queue": 0, "fps": 0.0, "frame_at": 0.0,
                                         "alerts": len(self.cp.raised),
                                         "resumed_at": self.cp.t}
         self.done = False
@@ -266,9 +266,12 @@ class CameraWatch:
             t, frame = item
             self._analyse(t, frame)
             count += 1
+            # when the frame was captured: a live one by the stream's clock, a
+            # file's as it is analysed (so the driver's lag is its staleness)
+            frame_at = self.cp.base + t if self.source.live else time.time()
             with self._lock:
                 self.stats.update(frames=self.stats["frames"] + 1, t=t,
-                                  queue=frames.qsize(),
+                                  queue=frames.qsize(), frame_at=frame_at,
                                   fps=count / max(time.monotonic() - began, 1e-6))
         reader.join()
         with self._lock:

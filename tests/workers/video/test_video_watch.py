@@ -19,6 +19,7 @@ from test_video_onnx import build_model
 from cli.main import main
 from ledger.connect import connect
 from workers import cluster
+from workers.video.health import read_health
 from workers.video.synthetic import make_video, scene_perspective, write_video
 from workers.video.watch import (
     CameraWatch,
@@ -191,6 +192,10 @@ def test_video_watch_command(ray_cluster: None, tmp_path: Path,
     assert main([*args, "--camera", "cam-7"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["alert_ids"]) == 1 and out["frames"] == 150
+    [health] = read_health(data / "video" / "health")
+    assert (health["camera_code"], health["city"], health["status"],
+            health["frames"]) == ("cam-7", "Kunshan", "stopped", 150)
+    assert health["last_frame_at"] and health["lag_s"] is not None
     assert main([*args, "--camera", "cam-8"]) == 2
     assert "--camera cam-8: no camera" in capsys.readouterr().err
     assert main([*args, "--camera", "cam-7", "--model", "m.onnx"]) == 2
