@@ -440,14 +440,14 @@ def arbitrate_dispute(ctx: Context, a: ArbitrateArgs) -> dict[str, Any]:
             "adjustment": adjustment}
 
 
-def _adjustments(ctx: Context) -> tuple[list[Any], list[dict[str, Any]]]:
+def _adjustments(ctx: Context, all_rules: list[dict[str, Any]]
+                 ) -> tuple[list[Any], list[dict[str, Any]]]:
     """The pending adjustments, cleared under the fee rules of their own day,
     and their summaries; their keys are deleted (this run clears them)."""
     start, end = prefix_range(_ADJUSTMENT_PREFIX)
     pending = list(ctx.stub.get_state_by_range(start, end))
     parts, summaries = [], []
     cities = load_consortium().city_names
-    all_rules = _fee_rules(ctx.stub)
     for key, value in pending:
         entry = json.loads(value)
         batch: TransactionBatch = ctx.session.get(UUID(entry["batch_id"]),
@@ -514,10 +514,11 @@ def run_clearing(ctx: Context, a: ClearingArgs) -> dict[str, Any]:
     _ensure_day_open(ctx, a.business_day)
     start, end = prefix_range(f"day~{a.business_day}~")
     batch_ids = [UUID(v.decode()) for _, v in ctx.stub.get_state_by_range(start, end)]
-    rules = rules_in_effect(_fee_rules(ctx.stub), a.business_day)
+    all_rules = _fee_rules(ctx.stub)
+    rules = rules_in_effect(all_rules, a.business_day)
     cities = load_consortium().city_names
     day = _clear_day(ctx, batch_ids, cities, rules)
-    adjusted, adjustments = _adjustments(ctx)
+    adjusted, adjustments = _adjustments(ctx, all_rules)
     c = combined([day, *adjusted], cities)
     fields: dict[str, Any] = dict(
         business_day=a.business_day, batches=[str(b) for b in batch_ids],

@@ -422,13 +422,8 @@ def _utc(time: str) -> datetime:
     return datetime.fromisoformat(time)
 
 
-def clear(batches: Iterable[ClearedBatch], cities: Iterable[str],
-          rules: Mapping[tuple[str, str], Mapping[str, Any]],
-          blacklist: Mapping[str, str] | None = None) -> Clearing:
-    """Clear the PAYABLE records of ``batches`` under the fee ``rules`` in effect
-    (``rules_in_effect``); other records count as excluded. ``blacklist`` maps a
-    card's hash to the time it was blacklisted: a record of that card at or
-    after that time is cleared and flagged.
+class Tally:
+    """The sums of a clearing, ``n`` equal records at a time.
 
     Direction: a purchase or a refund (退卡) is paid out by the acquirer city from a
     balance the issuer holds, so the issuer owes the acquirer the amount; a top-up
@@ -439,51 +434,66 @@ def clear(batches: Iterable[ClearedBatch], cities: Iterable[str],
     the issuer owes the acquirer, negative when the acquirer owes). Per city:
     gross (amounts owed to it less amounts it owes), fees it pays, net = gross -
     fees, its position. Integers only; pairs sorted, cities sorted."""
-    names = sorted(cities)
-    blacklist = blacklist or {}
-    gross_by = dict.fromkeys(names, 0)
-    fees_by = dict.fromkeys(names, 0)
-    pairs: dict[tuple[str, str], list[int]] = {}
+
+    def __init__(self, cities: Iterable[str],
+                 rules: Mapping[tuple[str, str], Mapping[str, Any]]) -> None:
+        self.names = sorted(cities)
+        self.rules = rules
+        self.gross_by = dict.fromkeys(self.names, 0)
+        self.fees_by = dict.fromkeys(self.names, 0)
+        self.pairs: dict[tuple[str, str], list[int]] = {}
+        self.records = self.gross = 0
+
+    def add(self, acquirer: str, issuer: str, scene: str, kind: str, amount: int,
+            n: int = 1) -> None:
+        signed = (-amount if kind == "top_up" else amount) * n
+        fee_a = fee_of(amount, self.rules.get((scene, "acquirer"))) * n
+        fee_i = fee_of(amount, self.rules.get((scene, "issuer"))) * n
+        self.gross_by[acquirer] += signed
+        self.gross_by[issuer] -= signed
+        self.fees_by[acquirer] += fee_a
+        self.fees_by[issuer] += fee_i
+        pair = self.pairs.setdefault((acquirer, issuer), [0, 0, 0, 0, 0])
+        for k, v in enumerate((n, amount * n, fee_a, fee_i, signed)):
+            pair[k] += v
+        self.records += n
+        self.gross += amount * n
+
+    def result(self, excluded: int, flagged: list[dict[str, Any]]) -> Clearing:
+        positions = {c: self.gross_by[c] - self.fees_by[c] for c in self.names}
+        center = sum(self.fees_by.values())
+        return Clearing(
+            positions=positions, center_fee_fen=center, fees_fen=center,
+            records=self.records, excluded=excluded, gross_fen=self.gross,
+            pairs=[{"acquirer_city": a, "issuer_city": i,
+                    **dict(zip(_PAIR_SUMS, p, strict=True))}
+                   for (a, i), p in sorted(self.pairs.items())],
+            cities={c: {"gross_fen": self.gross_by[c], "fees_fen": self.fees_by[c],
+                        "net_fen": positions[c]} for c in self.names},
+            flagged=sorted(flagged, key=lambda f: (f["batch_id"], f["record_id"])))
+
+
+def clear(batches: Iterable[ClearedBatch], cities: Iterable[str],
+          rules: Mapping[tuple[str, str], Mapping[str, Any]],
+          blacklist: Mapping[str, str] | None = None) -> Clearing:
+    """Clear the PAYABLE records of ``batches`` under the fee ``rules`` in effect
+    (``rules_in_effect``; the sums as ``Tally`` says); other records count as
+    excluded. ``blacklist`` maps a card's hash to the time it was blacklisted:
+    a record of that card at or after that time is cleared and flagged."""
+    tally = Tally(cities, rules)
     flagged: list[dict[str, Any]] = []
-    records = excluded = gross = 0
+    excluded = 0
     for batch in batches:
-        acquirer = batch.acquirer_city
         for rid, rec in batch.records.items():
             if batch.status[rid] not in PAYABLE:
                 excluded += 1
                 continue
-            amount = int(rec["amount_fen"])
-            scene = rec.get("scene", DEFAULT_SCENE)
-            issuer = rec["issuer_city"]
-            signed = -amount if rec.get("type", DEFAULT_TYPE) == "top_up" else amount
-            fee_a = fee_of(amount, rules.get((scene, "acquirer")))
-            fee_i = fee_of(amount, rules.get((scene, "issuer")))
-            gross_by[acquirer] += signed
-            gross_by[issuer] -= signed
-            fees_by[acquirer] += fee_a
-            fees_by[issuer] += fee_i
-            pair = pairs.setdefault((acquirer, issuer), [0, 0, 0, 0, 0])
-            pair[0] += 1
-            pair[1] += amount
-            pair[2] += fee_a
-            pair[3] += fee_i
-            pair[4] += signed
-            records += 1
-            gross += amount
+            tally.add(batch.acquirer_city, rec["issuer_city"],
+                      rec.get("scene", DEFAULT_SCENE), rec.get("type", DEFAULT_TYPE),
+                      int(rec["amount_fen"]))
         if blacklist:
             flagged += flagged_in(batch, blacklist)
-    positions = {c: gross_by[c] - fees_by[c] for c in names}
-    center = sum(fees_by.values())
-    return Clearing(
-        positions=positions, center_fee_fen=center, fees_fen=center,
-        records=records, excluded=excluded, gross_fen=gross,
-        pairs=[{"acquirer_city": a, "issuer_city": i, "records": p[0],
-                "gross_fen": p[1], "acquirer_fee_fen": p[2],
-                "issuer_fee_fen": p[3], "net_fen": p[4]}
-               for (a, i), p in sorted(pairs.items())],
-        cities={c: {"gross_fen": gross_by[c], "fees_fen": fees_by[c],
-                    "net_fen": positions[c]} for c in names},
-        flagged=sorted(flagged, key=lambda f: (f["batch_id"], f["record_id"])))
+    return tally.result(excluded, flagged)
 
 
 def flagged_in(batch: ClearedBatch, blacklist: Mapping[str, str]

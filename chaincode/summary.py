@@ -22,12 +22,7 @@ import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from chaincode.domain import (
-    DEFAULT_SCENE,
-    DEFAULT_TYPE,
-    Clearing,
-    fee_of,
-)
+from chaincode.domain import DEFAULT_SCENE, DEFAULT_TYPE, Clearing, Tally
 from chaincode.encoding import sm3
 
 BLOOM_BITS, PROBES = 1 << 17, 7
@@ -86,45 +81,15 @@ def clear_summaries(batches: Iterable[tuple[Mapping[str, Any],
     excluded: record id -> group of each record not payable) and the result
     has the same figures, with no flagged records (clearing finds those apart,
     in the batches a blacklisted card may be in)."""
-    names = sorted(cities)
-    gross_by = dict.fromkeys(names, 0)
-    fees_by = dict.fromkeys(names, 0)
-    pairs: dict[tuple[str, str], list[int]] = {}
-    records = excluded = gross = 0
+    tally = Tally(cities, rules)
+    excluded = 0
     for summary, out in batches:
-        acquirer = summary["acquirer_city"]
         less: dict[tuple[Any, ...], int] = {}
         for group in out.values():
             less[tuple(group)] = less.get(tuple(group), 0) + 1
             excluded += 1
         for issuer, scene, kind, amount, count in summary["groups"]:
             n = count - less.get((issuer, scene, kind, amount), 0)
-            if n <= 0:
-                continue
-            signed = -amount if kind == "top_up" else amount
-            fee_a = fee_of(amount, rules.get((scene, "acquirer"))) * n
-            fee_i = fee_of(amount, rules.get((scene, "issuer"))) * n
-            gross_by[acquirer] += signed * n
-            gross_by[issuer] -= signed * n
-            fees_by[acquirer] += fee_a
-            fees_by[issuer] += fee_i
-            pair = pairs.setdefault((acquirer, issuer), [0, 0, 0, 0, 0])
-            pair[0] += n
-            pair[1] += amount * n
-            pair[2] += fee_a
-            pair[3] += fee_i
-            pair[4] += signed * n
-            records += n
-            gross += amount * n
-    positions = {c: gross_by[c] - fees_by[c] for c in names}
-    center = sum(fees_by.values())
-    return Clearing(
-        positions=positions, center_fee_fen=center, fees_fen=center,
-        records=records, excluded=excluded, gross_fen=gross,
-        pairs=[{"acquirer_city": a, "issuer_city": i, "records": p[0],
-                "gross_fen": p[1], "acquirer_fee_fen": p[2],
-                "issuer_fee_fen": p[3], "net_fen": p[4]}
-               for (a, i), p in sorted(pairs.items())],
-        cities={c: {"gross_fen": gross_by[c], "fees_fen": fees_by[c],
-                    "net_fen": positions[c]} for c in names},
-        flagged=[])
+            if n > 0:
+                tally.add(summary["acquirer_city"], issuer, scene, kind, amount, n)
+    return tally.result(excluded, [])

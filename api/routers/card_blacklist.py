@@ -13,6 +13,7 @@ from api.deps import CommandsDep, CurrentIdentity, ReadDB, RuntimeDep
 from api.problems import AUTHENTICATED, COMMAND
 from api.schemas import BlockNumber, CommandResult, Request
 from chaincode.blacklist import MAX_CARDS, BlockedCard
+from chaincode.encoding import sm3_hex
 from projections import queries
 from projections.views import Blacklist
 
@@ -78,4 +79,4 @@ async def signing_key(_: CurrentIdentity, runtime: RuntimeDep) -> SigningKeyOut:
     """This node's SM2 public key, which seals the documents terminals check
     offline: pin it (compare ``key_sm3`` out of band)."""
     return SigningKeyOut(public_key_pem=runtime.signer.public_pem,
-                         key_sm3=runtime.signer.seal({})["key_sm3"])
+                         key_sm3=sm3_hex(runtime.signer.pair[1]))

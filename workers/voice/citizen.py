@@ -39,7 +39,7 @@ import numpy as np
 import pjsua2 as pj
 
 from workers.voice.dtmf import tones
-from workers.voice.sip import AudioTap, Player, SipEndpoint
+from workers.voice.sip import AudioTap, Player, SipEndpoint, tap_active_audio
 from workers.voice.tts import PromptCache
 
 QUIET_AFTER_PROMPT_S = 0.8
@@ -75,16 +75,10 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
             self.ua.log(self.number, "disconnected", status=info.lastStatusCode)
 
     def onCallMediaState(self, prm: Any) -> None:  # pjsua2 callback
-        if self.audio is not None:
-            return
-        info = self.getInfo()  # held: its media vector dies with it (SWIG)
-        for i, media in enumerate(info.media):
-            if (media.type == pj.PJMEDIA_TYPE_AUDIO
-                    and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE):
-                self.audio = self.getAudioMedia(i)
-                self.tap = AudioTap(f"ear-{self.number}")
-                self.audio.startTransmit(self.tap)
-                return
+        if self.audio is None:
+            tapped = tap_active_audio(self, f"ear-{self.number}")
+            if tapped is not None:
+                self.audio, self.tap = tapped
 
     def _answer(self, code: int) -> None:
         prm = pj.CallOpParam()

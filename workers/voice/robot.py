@@ -26,7 +26,7 @@ from workers.voice.asr import Recogniser
 from workers.voice.dialog import Dialog, IntentMatcher, Line, Turn
 from workers.voice.dtmf import DtmfDetector
 from workers.voice.recordings import RecordingStore
-from workers.voice.sip import AudioTap, Player, SipEndpoint
+from workers.voice.sip import AudioTap, Player, SipEndpoint, tap_active_audio
 from workers.voice.template import Template
 from workers.voice.tts import PromptCache
 
@@ -92,17 +92,11 @@ class RobotCall(pj.Call):  # type: ignore[misc]
             self.disconnected = True
 
     def onCallMediaState(self, prm: Any) -> None:  # pjsua2 callback
-        if self.audio is not None:
-            return
-        info = self.getInfo()  # held: its media vector dies with it (SWIG)
-        for i, media in enumerate(info.media):
-            if (media.type == pj.PJMEDIA_TYPE_AUDIO
-                    and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE):
-                self.audio = self.getAudioMedia(i)
-                self.tap = AudioTap(f"tap-{self.key}")
-                self.audio.startTransmit(self.tap)
+        if self.audio is None:
+            tapped = tap_active_audio(self, f"tap-{self.key}")
+            if tapped is not None:
+                self.audio, self.tap = tapped
                 self._turn(self.dialog.start())
-                return
 
     def onDtmfDigit(self, prm: Any) -> None:  # pjsua2 callback
         self._digit(str(prm.digit))

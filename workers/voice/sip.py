@@ -152,6 +152,20 @@ class AudioTap(pj.AudioMediaPort):  # type: ignore[misc]
                 return b"".join(chunks)
 
 
+def tap_active_audio(call: Any, name: str) -> tuple[Any, AudioTap] | None:
+    """In ``onCallMediaState``: the call's active audio and a tap receiving
+    it, or None while no audio is active."""
+    info = call.getInfo()  # held: its media vector dies with it (SWIG)
+    for i, media in enumerate(info.media):
+        if (media.type == pj.PJMEDIA_TYPE_AUDIO
+                and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE):
+            audio = call.getAudioMedia(i)
+            tap = AudioTap(name)
+            audio.startTransmit(tap)
+            return audio, tap
+    return None
+
+
 class Player(pj.AudioMediaPlayer):  # type: ignore[misc]
     """A WAV file played once into a call; ``done`` turns true at its end
     (set in the callback; the owner reacts in its own loop)."""

@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
+from bench.video import build_yolo_model
 from workers.video.model import Zone
 from workers.video.onnx import (
     ObjectBox,
@@ -31,24 +30,7 @@ def build_model(path: Path, candidates: list[list[float]], size: int = SIZE,
     ``1 x (4 + nc) x N``, plus 0 x the input's mean (so it reads its input)."""
     out = np.array(candidates, np.float32).T[None]
     assert out.shape == (1, 4 + classes, len(candidates))
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=1),
-         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-         helper.make_node("Reshape", ["nothing", "shape"], ["flat"]),
-         helper.make_node("Add", ["table", "flat"], ["output0"])],
-        "yolo-like",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT,
-                                       [1, 3, size, size])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT,
-                                       list(out.shape))],
-        [numpy_helper.from_array(out, "table"),
-         numpy_helper.from_array(np.zeros((1,), np.float32), "zero"),
-         numpy_helper.from_array(np.array([1, 1, 1], np.int64), "shape")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return build_yolo_model(path, out, size)
 
 
 def test_letterbox_fits_and_centres() -> None:
