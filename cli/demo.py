@@ -1,7 +1,8 @@
 """``cityunion demo``: create a consortium and run a scenario across the event
 families: identifiers, code schemes, cross-city card transactions with fees, a
-dispute resolved, a lost card flagged, the daily clearing, and each city's
-settlement statement confirmed with its SM2 key and completed."""
+dispute resolved, a lost card flagged, the daily clearing, each city's
+settlement statement confirmed with its SM2 key and completed, and city QR codes
+issued in one city and verified offline in another."""
 
 from __future__ import annotations
 
@@ -9,17 +10,34 @@ import argparse
 import base64
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import base45
+
+from api.signing import NodeSigner
 from chaincode.encoding import canonical_json
 from chaincode.errors import NotFound
-from chaincode.merkle import merkle_root
+from chaincode.merkle import merkle_root, merkle_root_of
 from cli.common import UserError, add_data_dir, add_ledger, connect_args, print_json
 from ledger import crypto
+from ledger.crypto import x509
 from ledger.protocol import Connection, Ledger
+from ledger.qrcode.bundle import export, open_bundle
+from ledger.qrcode.codes import (
+    PREFIX,
+    issue_user_cert,
+    make_dynamic,
+    new_serial,
+    parse,
+    sign_static,
+)
+from ledger.qrcode.verify import Verifier
+
+Signer = tuple[bytes, x509.Certificate]  # a private key and its certificate
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,6 +68,8 @@ class Scenario:
         self.receipts: list[Any] = []
         self.keys_dir = keys_dir
         self._clients: dict[tuple[str, str], Ledger] = {}
+        self.schemes: dict[str, str] = {}  # city -> its approved metro scheme
+        self.places: list[str] = []  # Kunshan's registered places and objects
 
     def client(self, org: str, user: str = "admin") -> Ledger:
         if (org, user) not in self._clients:
@@ -101,6 +121,7 @@ class Scenario:
         depot = self.submit("Kunshan", "transport", reg, {
             "kind": "place", "category": "spatiotemporal", "scheme": "station",
             "natural_key_hash": _hash(f"depot-{r}")})
+        self.places = [bus["id"], depot["id"]]
         for target, relation in ((depot["id"], "belongs"), (org["id"], "organisation")):
             self.submit("Kunshan", "transport", "LinkIdentifier", {
                 "identifier_id": bus["id"], "target_id": target,
@@ -136,6 +157,7 @@ class Scenario:
                 "scope": f"{city}-metro-{r}", "data_sharing_commitment": True})
             self.submit(city, "admin", "ApproveCodeScheme",
                         {"scheme_id": scheme["id"]})
+            self.schemes[city] = scheme["id"]
         health = self.submit("Shanghai", "health", "ApplyCodeScheme", {
             "application_name": f"clinic-pass-{r}", "code_type": "payment",
             "scope": f"shanghai-{r}", "data_sharing_commitment": False})
@@ -234,16 +256,94 @@ class Scenario:
         return out
 
     def settlement_key(self, city: str) -> bytes:
-        path = self.keys_dir.parent / "settlement-keys" / f"{city}.pem"
+        return self._key(f"settlement-keys/{city}.pem", lambda _, public: self.submit(
+            city, "admin", "RegisterSettlementKey", {
+                "public_key_pem": crypto.public_key_to_pem(public).decode()}))
+
+    def _key(self, name: str, register: Callable[[bytes, bytes], Any]) -> bytes:
+        """A private key kept in the data directory: made and registered on
+        the ledger (``register(private, public)``) by the first run, reused
+        after."""
+        path = self.keys_dir.parent / name
         if path.exists():
             return crypto.private_key_from_pem(path.read_bytes())
         private, public = crypto.get_backend().sm2_generate()
-        self.submit(city, "admin", "RegisterSettlementKey", {
-            "public_key_pem": crypto.public_key_to_pem(public).decode()})
+        register(private, public)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(0o600)
         path.write_bytes(crypto.private_key_to_pem(private))
         return private
+
+    def issuer_key(self, city: str, root: Signer | None = None) -> Signer:
+        """The center's root key (no ``root``) or a city institution's key
+        under it, certified on the ledger with an SM2 X.509 certificate kept
+        beside the key."""
+        level = "institution" if root else "root"
+        cert_path = self.keys_dir.parent / "issuer-keys" / f"{city}.crt"
+
+        def certify(private: bytes, public: bytes) -> None:
+            start = datetime.now(UTC) - timedelta(minutes=5)
+            name = {"common_name": f"{city} code {level}",
+                    "organization_name": city, "country_name": "CN"}
+            cert = x509.issue(name, public, root[1].subject if root else name,
+                              root[0] if root else private,
+                              root[1].public_key if root else public,
+                              secrets.randbelow(1 << 64) + 1, start,
+                              start + timedelta(days=3650), ca=True,
+                              path_length=0 if root else 1)
+            self.submit("Center", "admin", "CertifyIssuerKey", {
+                "level": level, "certificate_pem": cert.pem})
+            cert_path.parent.mkdir(parents=True, exist_ok=True)
+            cert_path.write_text(cert.pem)
+
+        private = self._key(f"issuer-keys/{city}.pem", certify)
+        return private, x509.load(cert_path.read_bytes())
+
+    def city_codes(self, signer: NodeSigner) -> dict[str, Any]:
+        """Kunshan's transport department issues static codes for a bus and
+        its depot under its approved scheme, to a filed and approved guide
+        URL; Taicang certifies a rider's key, whose phone makes a dynamic code
+        offline. A terminal in Shanghai verifies them all against the sealed
+        trust bundle, without the network, and refuses a replay and a forgery."""
+        root = self.issuer_key("Center")
+        kunshan, taicang = (self.issuer_key(c, root) for c in ("Kunshan", "Taicang"))
+        scheme = self.schemes["Kunshan"]
+        url = self.submit("Kunshan", "transport", "FileGuideUrl", {
+            "scheme_id": scheme,
+            "url": f"https://code.kunshan.example/metro/{self.run_id}"})["id"]
+        self.submit("Kunshan", "admin", "ApproveGuideUrl", {"url_id": url})
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+        end = start + timedelta(days=365)
+        prefix = secrets.token_hex(4)
+        codes = [sign_static(
+            signer_fingerprint=kunshan[1].fingerprint, scheme_id=scheme,
+            guide_url_id=url, code_type="transport", identifier_id=place,
+            not_before=start, not_after=end, private=kunshan[0],
+            serial=new_serial(prefix)) for place in self.places]
+        moment = "%Y-%m-%dT%H:%M:%SZ"
+        self.submit("Kunshan", "transport", "IssueCodeBatch", {
+            "scheme_id": scheme, "guide_url_id": url,
+            "signer_fingerprint": kunshan[1].fingerprint, "count": len(codes),
+            "not_before": start.strftime(moment), "not_after": end.strftime(moment),
+            "merkle_root": merkle_root_of(
+                parse(c).serial.hex().encode() for c in codes)})
+        rider, rider_public = crypto.get_backend().sm2_generate()
+        dynamic = make_dynamic(issue_user_cert(
+            institution_private=taicang[0],
+            institution_fingerprint=taicang[1].fingerprint,
+            scheme_id=self.schemes["Taicang"], user_id=secrets.token_bytes(8),
+            user_public=rider_public, not_after=end), rider, b"gate-3")
+        bundle = open_bundle(export(self.client("Center", "auditor"), *signer.pair),
+                             signer.pair[1])
+        terminal = Verifier(bundle)
+        verdicts = [terminal.verify(c) for c in (*codes, dynamic, dynamic)]
+        data = bytearray(base45.b45decode(codes[0][len(PREFIX):]))
+        data[40] ^= 1  # one bit of the identity changed
+        verdicts.append(terminal.verify(PREFIX + base45.b45encode(data).decode()))
+        return {"static_issued": len(codes), "dynamic_made": 1,
+                "bundle_height": bundle["height"],
+                "verified_offline": sum(v.ok for v in verdicts),
+                "refused": [v.reason for v in verdicts if not v.ok]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -259,6 +359,7 @@ def run(args: argparse.Namespace) -> int:
         scenario.fee_rules(day)
         clearing = scenario.card_transactions(day)
         statements = scenario.settle(day)
+        codes = scenario.city_codes(NodeSigner(args.data_dir))
         report = connection.verify()
         events = sum(len(r.events) for r in scenario.receipts)
         summary = {
@@ -275,6 +376,7 @@ def run(args: argparse.Namespace) -> int:
             "center_fee_fen": clearing["center_fee_fen"],
             "flagged_records": len(clearing["flagged"]),
             "statements_confirmed_and_completed": statements,
+            "city_qr_codes": codes,
             "verified": report.ok, "seconds": round(time.perf_counter() - started, 2)}
     finally:
         connection.close()
@@ -295,6 +397,10 @@ def run(args: argparse.Namespace) -> int:
     for city, fen in clearing["positions"].items():
         print(f"    {city:<10} {fen / 100:>+12.2f} yuan  ({fen:+d} fen)  statement "
               f"{statements[city][:12]}… confirmed (SM2), paid")
+    print(f"  city QR codes: {codes['static_issued']} static (Kunshan) and "
+          f"{codes['dynamic_made']} dynamic (Taicang) verified offline in Shanghai "
+          f"against the trust bundle at height {codes['bundle_height']}; refused: "
+          + "; ".join(codes["refused"]))
     print(f"  chain verified: {'ok' if report.ok else report.error}  "
           f"({summary['seconds']} s)")
     return 0 if report.ok else 1

@@ -47,6 +47,9 @@ def test_statistics_bench() -> None:
 
 def test_qr_bench() -> None:
     out = _bench("bench.qr", "--codes", "20", "--pngs", "2")
-    assert out["codes"] == 20 and isinstance(out["qr_version_m"], int)
-    rates = [out[k] for k in ("signed_per_s", "png_per_s", "verified_per_s")]
+    assert out["codes"] == 20
+    versions = [out["static_qr_version_m"], out["dynamic_qr_version_m"]]
+    assert all(isinstance(v, int) and v <= 10 for v in versions)
+    rates = [out[k] for k in ("signed_per_s", "png_per_s", "static_verified_per_s",
+                              "dynamic_verified_per_s")]
     assert all(isinstance(r, int | float) and r > 0 for r in rates)

@@ -1,7 +1,7 @@
 """``cityunion demo`` on the embedded ledger: the README's main job. Its summary
-shows fees, a resolved dispute, a flagged lost card and each city's statement
-confirmed and completed, on a chain that verifies; a second run on the same
-directory clears the day before."""
+shows fees, a resolved dispute, a flagged lost card, each city's statement
+confirmed and completed and city QR codes verified offline, on a chain that
+verifies; a second run on the same directory clears the day before."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ def test_demo_settles_a_day(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert isinstance(first["flagged_records"], int) and first["flagged_records"] > 0
     statements = first["statements_confirmed_and_completed"]
     assert isinstance(statements, dict) and set(statements) == set(positions)
+    codes = first["city_qr_codes"]
+    assert isinstance(codes, dict)
+    assert (codes["static_issued"], codes["dynamic_made"]) == (2, 1)
+    assert codes["verified_offline"] == 3  # both static codes and the dynamic one
+    assert codes["refused"] == ["replayed: this dynamic code was already "
+                                "accepted here", "the signature does not verify"]
     second = _demo(tmp_path, capsys)
     assert second["verified"] is True
     assert str(second["business_day"]) < str(first["business_day"])

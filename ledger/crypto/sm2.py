@@ -112,3 +112,27 @@ def signature_from_der(der: bytes) -> bytes:
     if not (0 < r < 2**256 and 0 < s < 2**256):
         raise CryptoError("DER signature values out of range")
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def compress(public: bytes, curve: Curve = SM2_CURVE) -> bytes:
+    """The 33-byte compressed form (SEC 1: 02/03 || x) of a 64-byte key."""
+    if len(public) != 64:
+        raise CryptoError(f"SM2 public key must be 64 bytes, got {len(public)}")
+    return bytes([2 + (public[-1] & 1)]) + public[:32]
+
+
+def decompress(data: bytes, curve: Curve = SM2_CURVE) -> bytes | None:
+    """The 64-byte key of a compressed point, or None when it is no point of
+    the curve (p = 3 mod 4, so y = (x^3 + ax + b)^((p+1)/4))."""
+    if len(data) != 33 or data[0] not in (2, 3):
+        return None
+    x, p = int.from_bytes(data[1:], "big"), curve.p
+    if x >= p:
+        return None
+    rhs = (x * x * x + curve.a * x + curve.b) % p
+    y = pow(rhs, (p + 1) // 4, p)
+    if y * y % p != rhs:
+        return None
+    if y & 1 != data[0] & 1:
+        y = p - y
+    return data[1:] + y.to_bytes(32, "big")

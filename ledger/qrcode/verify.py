@@ -1,19 +1,29 @@
-"""Offline verification of city QR codes at a terminal: the signer's
-certificate chain to the root (none revoked, each valid now), the signature,
-the code's validity window, its scheme and guide URL approved. Each refusal
-names its reason."""
+"""Offline verification of city QR codes at a terminal, against one opened
+trust bundle, without a network. Each refusal names its reason.
+
+A static code: its signer's certificate chain to the root (none revoked, each
+valid now), the signature, the code's validity window, its scheme approved and
+of the signer's city, its code system the scheme's, its guide URL approved for
+the scheme. A dynamic code: the institution key that certified the user's
+compact certificate (its chain as above), that certificate's signature and
+expiry, the scheme, the user's signature, the time window (default 60 s) and
+replay: a terminal accepts a dynamic code once.
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chaincode.encoding import canonical_json
 from ledger import crypto
 from ledger.crypto import x509
 from ledger.crypto.errors import CryptoError
-from ledger.qrcode.codes import Code, parse
+from ledger.qrcode.codes import Code, DynamicCode, StaticCode, parse, ref, system_id
+
+DEFAULT_WINDOW = 60  # seconds a dynamic code stays valid
+CLOCK_SKEW = 5  # seconds a device's clock may run ahead of the terminal's
 
 
 @dataclass(frozen=True)
@@ -21,20 +31,36 @@ class Verdict:
     ok: bool
     reason: str  # "valid", or why not
     code: Code | None = None
+    scheme_id: str | None = None  # the full id, once the bundle resolved it
+
+    @property
+    def kind(self) -> str | None:
+        return self.code.kind if self.code else None
+
+    @property
+    def serial(self) -> str | None:
+        return self.code.serial.hex() if self.code else None
 
     def __str__(self) -> str:
         return "valid" if self.ok else f"refused: {self.reason}"
 
 
 class Verifier:
-    """Verifies codes against one opened trust bundle, without a network."""
+    """Verifies codes against one opened trust bundle. Thread-safe; keeps the
+    dynamic codes it accepted for their window, to refuse replays."""
 
-    def __init__(self, bundle: dict[str, Any]) -> None:
+    def __init__(self, bundle: dict[str, Any], window: int = DEFAULT_WINDOW,
+                 backend: crypto.Backend | None = None) -> None:
         self.keys = {k["fingerprint"]: k for k in bundle["keys"]}
-        self.schemes = {s["id"]: s for s in bundle["schemes"]}
-        self.urls = {u["id"]: u for u in bundle["urls"]}
+        self._key_ids = {bytes.fromhex(fp)[:8]: fp for fp in self.keys}
+        self.schemes = {ref(s["id"]): s for s in bundle["schemes"]}
+        self.urls = {ref(u["id"]): u for u in bundle["urls"]}
+        self.window = window
+        self.backend = backend or crypto.get_backend()
         self._certs: dict[str, x509.Certificate] = {}
         self._chains: dict[str, tuple[str | None, datetime, datetime]] = {}
+        self._seen: dict[bytes, int] = {}  # accepted dynamic code -> expiry
+        self._lock = threading.Lock()
 
     def _cert(self, fingerprint: str) -> x509.Certificate:
         if fingerprint not in self._certs:
@@ -47,7 +73,12 @@ class Verifier:
         signatures of a chain are checked once; validity at every call."""
         cached = self._chains.get(fingerprint)
         if cached is None:
-            cached = self._chains[fingerprint] = self._check_chain(fingerprint)
+            try:
+                cached = self._check_chain(fingerprint)
+            except CryptoError as e:
+                cached = (f"a certificate in the chain is malformed: {e}",
+                          now, now)
+            self._chains[fingerprint] = cached
         broken, start, end = cached
         if broken is None and not start <= now <= end:
             return f"a key of the chain of {fingerprint[:16]}… is not valid now"
@@ -81,35 +112,85 @@ class Verifier:
             fingerprint = parent
         return "the key chain loops", start, end
 
+    def _signer(self, key_id: bytes, now: datetime) -> tuple[str | None, str]:
+        """(why the key cannot sign, or None; its fingerprint)."""
+        fingerprint = self._key_ids.get(key_id)
+        if fingerprint is None:
+            return f"key {key_id.hex()}… is not in the trust bundle", ""
+        return self._chain(fingerprint, now), fingerprint
+
     def verify(self, text: str, now: datetime | None = None) -> Verdict:
         now = now or datetime.now(UTC)
         try:
             code = parse(text)
         except ValueError as e:
             return Verdict(False, str(e))
-        p = code.payload
-        try:
-            broken = self._chain(code.signer, now)
-        except CryptoError as e:
-            return Verdict(False, f"a certificate in the chain is malformed: {e}",
-                           code)
+        if isinstance(code, StaticCode):
+            return self._static(code, now)
+        return self._dynamic(code, now)
+
+    def _scheme(self, code: Code, scheme: bytes, city: str
+                ) -> tuple[str | None, dict[str, Any] | None]:
+        found = self.schemes.get(scheme)
+        if found is None or found["status"] != "approved":
+            return "the code's scheme is not approved", None
+        if found["city"] != city:
+            return "the signer is not of the scheme's city", found
+        return None, found
+
+    def _static(self, code: StaticCode, now: datetime) -> Verdict:
+        broken, fingerprint = self._signer(code.signer, now)
         if broken:
             return Verdict(False, broken, code)
-        public = self._cert(code.signer).public_key
-        if not crypto.get_backend().sm2_verify(public, canonical_json(p),
-                                               code.signature):
+        if not self.backend.sm2_verify(self._cert(fingerprint).public_key,
+                                       code.body, code.signature):
             return Verdict(False, "the signature does not verify", code)
-        if not p["nb"] <= now.timestamp() <= p["na"]:
+        if not code.not_before <= now.timestamp() <= code.not_after:
             return Verdict(False, "the code is outside its validity window", code)
-        scheme = self.schemes.get(p["city"]["auth"])
-        if scheme is None or scheme["status"] != "approved":
-            return Verdict(False, "the code's scheme is not approved", code)
-        if scheme["code_type"] != p["city"]["system"]:
-            return Verdict(False, "the code's system is not its scheme's", code)
-        url = self.urls.get(p["city"]["url"])
-        if url is None or url["scheme_id"] != scheme["id"]:
+        why, scheme = self._scheme(code, code.scheme, self.keys[fingerprint]["city"])
+        scheme_id = scheme["id"] if scheme else None
+        if why:
+            return Verdict(False, why, code, scheme_id)
+        assert scheme is not None
+        if system_id(scheme["code_type"]) != code.system:
+            return Verdict(False, "the code's system is not its scheme's", code,
+                           scheme_id)
+        url = self.urls.get(code.url)
+        if url is None or url["scheme_id"] != scheme_id:
             return Verdict(False, "the code's guide URL is not approved for its "
-                           "scheme", code)
-        if self.keys[code.signer]["city"] != scheme["city"]:
-            return Verdict(False, "the signer is not of the scheme's city", code)
-        return Verdict(True, "valid", code)
+                           "scheme", code, scheme_id)
+        return Verdict(True, "valid", code, scheme_id)
+
+    def _dynamic(self, code: DynamicCode, now: datetime) -> Verdict:
+        cert = code.cert
+        broken, fingerprint = self._signer(cert.issuer, now)
+        if broken:
+            return Verdict(False, broken, code)
+        institution = self.keys[fingerprint]
+        if institution["level"] != "institution":
+            return Verdict(False, "the user certificate is not certified by a "
+                           "city institution key", code)
+        if not self.backend.sm2_verify(self._cert(fingerprint).public_key,
+                                       cert.signed, cert.signature):
+            return Verdict(False, "the user certificate's signature does not "
+                           "verify", code)
+        t = int(now.timestamp())
+        if cert.not_after < t:
+            return Verdict(False, "the user certificate has expired", code)
+        why, scheme = self._scheme(code, cert.scheme, institution["city"])
+        scheme_id = scheme["id"] if scheme else None
+        if why:
+            return Verdict(False, why, code, scheme_id)
+        if not self.backend.sm2_verify(cert.public_key, code.body, code.signature):
+            return Verdict(False, "the signature does not verify", code, scheme_id)
+        if not t - self.window <= code.at <= t + CLOCK_SKEW:
+            return Verdict(False, f"the code is outside its {self.window} s window",
+                           code, scheme_id)
+        with self._lock:
+            if self._seen.get(code.signature, 0) >= t:
+                return Verdict(False, "replayed: this dynamic code was already "
+                               "accepted here", code, scheme_id)
+            if len(self._seen) > 10_000:
+                self._seen = {k: v for k, v in self._seen.items() if v >= t}
+            self._seen[code.signature] = code.at + self.window
+        return Verdict(True, "valid", code, scheme_id)
