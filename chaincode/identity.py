@@ -1,11 +1,9 @@
 """Who is calling: city, role and department, from the creator's certificate only.
 
-Authority never comes from an argument. Two certificate formats are understood:
-- the embedded ledger's SM2 certificates (JSON, see ``ledger/msp.py``), whose
-  subject carries ``role`` and ``department``;
-- X.509 certificates from Fabric CA, whose attribute extension
-  (OID 1.2.3.4.5.6.7.8.1, JSON ``{"attrs": {...}}``) carries ``cityunion.role`` and
-  ``cityunion.department``.
+Authority never comes from an argument. Callers hold X.509 certificates: from
+Fabric CA (ECDSA) on Fabric, SM2 ones from ``ledger/msp.py`` on the embedded
+ledger; in both the attribute extension (OID 1.2.3.4.5.6.7.8.1, JSON
+``{"attrs": {...}}``) carries ``cityunion.role`` and ``cityunion.department``.
 """
 
 from __future__ import annotations
@@ -59,10 +57,7 @@ class Caller:
 
 
 def _attributes(id_bytes: bytes) -> tuple[dict[str, str], str]:
-    if id_bytes.lstrip().startswith(b"{"):
-        subject = json.loads(id_bytes)["subject"]
-        return {k: str(v) for k, v in subject.items()}, str(subject.get("name", ""))
-    from cryptography import x509  # only Fabric callers pay for the import
+    from cryptography import x509
 
     cert = x509.load_pem_x509_certificate(id_bytes)
     name = cert.subject.rfc4514_string()

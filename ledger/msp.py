@@ -3,16 +3,24 @@
 The center holds the root key; each organisation (the center itself and every
 member city) has an institution CA key certified by the root; users (admins,
 departments, terminals, auditors) have keys certified by their organisation's CA.
-Certificates are canonical JSON signed with SM2 (GM/T 0003, default user id).
+Certificates are SM2 X.509 (``ledger/crypto/x509.py``, the format of the city
+QR code's issuer keys); a user's role and department are in the attribute
+extension Fabric CA uses, so the chaincode reads callers the same way on both
+ledgers. Validity is not enforced by the embedded ledger (keys are revoked by
+re-creating the consortium); certificates are issued for ``VALID_DAYS``.
 The root and institution certificates go into the genesis block, so the chain can
 be verified offline from its own first block.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,37 +30,68 @@ from chaincode.identity import Role
 from chaincode.identity import label as identity_label
 from chaincode.stub import Creator
 from ledger import crypto
+from ledger.crypto import x509
+from ledger.crypto.errors import CryptoError
 from network.consortium import Consortium, load_consortium
 
 ROOT_NAME = "CityUnion Root CA"
+VALID_DAYS = 20 * 365
 
 
 class MembershipError(ValueError):
     """A certificate or identity that cannot be trusted or found."""
 
 
-def issue_certificate(issuer: str, issuer_key: bytes, subject: dict[str, Any],
-                      public_key: bytes, backend: crypto.Backend) -> bytes:
-    body = {"issuer": issuer, "public_key": public_key.hex(), "subject": subject}
-    sig = backend.sm2_sign(issuer_key, canonical_json(body))
-    return canonical_json({**body, "signature": sig.hex()})
+def _name(subject: Mapping[str, Any]) -> dict[str, str]:
+    return {"common_name": str(subject["name"]),
+            "organization_name": str(subject["org"])}
+
+
+def issue_certificate(issuer: Mapping[str, Any], issuer_key: bytes,
+                      issuer_public: bytes, subject: Mapping[str, Any],
+                      public_key: bytes, backend: crypto.Backend,
+                      ca: bool = False) -> bytes:
+    """An SM2 X.509 certificate (PEM) of ``public_key`` for ``subject`` (org,
+    name, and for users role and department, which go into the attribute
+    extension as Fabric CA writes them: ``cityunion.role``, ...)."""
+    attributes = {f"cityunion.{k}": str(subject[k]) for k in ("role", "department")
+                  if k in subject and not ca}
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    cert = x509.issue(_name(subject), public_key, _name(issuer), issuer_key,
+                      issuer_public, secrets.randbelow(1 << 64) + 1, start,
+                      start + timedelta(days=VALID_DAYS), ca=ca,
+                      path_length=(1 if issuer is subject else 0) if ca else None,
+                      attributes=attributes)
+    return cert.pem.encode()
 
 
 def parse_certificate(cert: bytes) -> dict[str, Any]:
+    """``{"issuer": its common name, "public_key": hex, "subject": {org, name,
+    role, department}}`` of a membership certificate."""
     try:
-        parsed: dict[str, Any] = json.loads(cert)
-        parsed["subject"]["org"]
-        bytes.fromhex(parsed["public_key"])
-        return parsed
-    except (ValueError, KeyError, TypeError) as e:
+        parsed = x509.load(cert)
+    except CryptoError as e:
         raise MembershipError(f"malformed certificate: {e}") from e
+    subject = {"org": parsed.subject.get("organization_name", ""),
+               "name": parsed.subject.get("common_name", "")}
+    subject |= {k.removeprefix("cityunion."): v
+                for k, v in parsed.attributes.items()}
+    return {"issuer": parsed.issuer.get("common_name", ""),
+            "public_key": parsed.public_key.hex(), "subject": subject}
+
+
+@functools.lru_cache(maxsize=1024)
+def creator_name(cert: str) -> str:
+    """The name of a transaction's creator (its certificate's common name)."""
+    return str(parse_certificate(cert.encode())["subject"]["name"])
 
 
 def check_signature(cert: bytes, issuer_public: bytes,
                     backend: crypto.Backend) -> bool:
-    parsed = parse_certificate(cert)
-    sig = bytes.fromhex(parsed.pop("signature"))
-    return backend.sm2_verify(issuer_public, canonical_json(parsed), sig)
+    try:
+        return x509.load(cert).signed_by(issuer_public, backend)
+    except CryptoError as e:
+        raise MembershipError(f"malformed certificate: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -153,18 +192,18 @@ class Wallet:
     def create(self, backend: crypto.Backend) -> dict[str, Any]:
         """Generate root, institution and user keys; returns the MSP config."""
         root_private, root_public = backend.sm2_generate()
-        root_cert = issue_certificate(ROOT_NAME, root_private,
-                                      {"org": "root", "name": ROOT_NAME},
-                                      root_public, backend)
+        root = {"org": "root", "name": ROOT_NAME}
+        root_cert = issue_certificate(root, root_private, root_public, root,
+                                      root_public, backend, ca=True)
         _write_key(self.root / "root.key", root_private)
         (self.root / "root.cert").write_bytes(root_cert)
         orgs: dict[str, str] = {}
         for org in self.consortium.organisations:
             ca_private, ca_public = backend.sm2_generate()
             ca_cert = issue_certificate(
-                ROOT_NAME, root_private,
-                {"org": org.name, "name": f"{org.msp_id} CA", "role": "ca"},
-                ca_public, backend)
+                root, root_private, root_public,
+                {"org": org.name, "name": f"{org.msp_id} CA"}, ca_public,
+                backend, ca=True)
             orgs[org.msp_id] = ca_cert.decode()
             _write_key(self.root / org.name / "ca.key", ca_private)
             (self.root / org.name / "ca.cert").write_bytes(ca_cert)
@@ -201,7 +240,9 @@ class Wallet:
         subject = {"org": org.name, "name": name, "role": role.value}
         if department:
             subject["department"] = department
-        cert = issue_certificate(f"{org.msp_id} CA", ca_key, subject, public, backend)
+        cert = issue_certificate({"org": org.name, "name": f"{org.msp_id} CA"},
+                                 ca_key, backend.sm2_public_from_private(ca_key),
+                                 subject, public, backend)
         user_dir = self.root / org.name / "users"
         _write_key(user_dir / f"{name}.key", private)
         (user_dir / f"{name}.cert").write_bytes(cert)

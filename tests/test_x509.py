@@ -97,3 +97,34 @@ def test_openssl_reads_and_verifies_the_chain(tmp_path: Path) -> None:
                           "-partial_chain", "-CAfile", str(tmp_path / "root.pem"),
                           str(tmp_path / "user.pem")], capture_output=True, text=True)
     assert run.returncode != 0  # the root did not sign the user's key
+
+
+def test_membership_certificates_are_the_same_format(tmp_path: Path) -> None:
+    """The embedded ledger's identities: SM2 X.509 root → organisation CA →
+    user, the role and department in Fabric CA's attribute extension, read
+    by the chaincode as on Fabric."""
+    from chaincode.identity import Role, caller_of
+    from ledger.msp import Wallet
+
+    wallet = Wallet(tmp_path)
+    config = wallet.create(crypto.get_backend())
+    root = x509.load(config["root"].encode())
+    ca = x509.load(config["organisations"]["KunshanMSP"].encode())
+    identity = wallet.identity("Kunshan", "transport")
+    user = x509.load(identity.certificate)
+    assert root.is_ca and ca.is_ca and not user.is_ca
+    assert ca.signed_by(root.public_key) and user.signed_by(ca.public_key)
+    assert user.attributes == {"cityunion.role": "department",
+                               "cityunion.department": "transport"}
+    caller = caller_of(identity.creator)
+    assert (caller.city, caller.role, caller.department) == (
+        "Kunshan", Role.DEPARTMENT, "transport")
+    if shutil.which("openssl"):
+        (tmp_path / "ca.pem").write_text(ca.pem)
+        (tmp_path / "user.pem").write_text(user.pem)
+        run = subprocess.run(["openssl", "verify", "-vfyopt",
+                              "distid:1234567812345678", "-partial_chain",
+                              "-CAfile", str(tmp_path / "ca.pem"),
+                              str(tmp_path / "user.pem")],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr

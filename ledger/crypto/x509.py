@@ -10,6 +10,7 @@ A certificate's fingerprint is the SM3 of its DER, in hex.
 from __future__ import annotations
 
 import binascii
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,14 +19,18 @@ from typing import Any
 
 from asn1crypto import pem, x509
 
-from chaincode.encoding import sm3, sm3_hex
+from chaincode.encoding import canonical_json, sm3, sm3_hex
 from ledger.crypto.errors import CryptoError
 from ledger.crypto.pem import _SM2_ALGORITHM, _check_algorithm
 from ledger.crypto.sm2 import on_curve, signature_from_der, signature_to_der
 
 SM2_WITH_SM3 = "1.2.156.10197.1.501"
+# Fabric CA's attribute extension: JSON {"attrs": {...}}; the embedded ledger's
+# membership certificates carry their role and department in it too
+ATTRIBUTES_OID = "1.2.3.4.5.6.7.8.1"
 # asn1crypto's errors for malformed DER; all become CryptoError here
-_DER_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
+_DER_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError,
+               AttributeError)
 
 
 def _time(when: datetime) -> x509.Time:
@@ -51,6 +56,7 @@ class Certificate:
     public_key: bytes  # 64-byte x || y
     is_ca: bool
     path_length: int | None
+    attributes: dict[str, str]  # Fabric CA's attribute extension, if any
 
     @cached_property
     def fingerprint(self) -> str:
@@ -64,7 +70,7 @@ class Certificate:
     def _parsed(self) -> x509.Certificate:
         return x509.Certificate.load(self.der)
 
-    def signed_by(self, issuer_public: bytes) -> bool:
+    def signed_by(self, issuer_public: bytes, backend: Any = None) -> bool:
         """Whether ``issuer_public`` made this certificate's signature."""
         from ledger.crypto import get_backend
 
@@ -73,7 +79,8 @@ class Certificate:
             signature = signature_from_der(self._parsed["signature_value"].native)
         except CryptoError:
             return False
-        return get_backend().sm2_verify(issuer_public, tbs, signature)
+        return bool((backend or get_backend()).sm2_verify(issuer_public, tbs,
+                                                          signature))
 
     def valid_at(self, when: datetime) -> bool:
         return self.not_before <= when <= self.not_after
@@ -82,7 +89,8 @@ class Certificate:
 def issue(subject: Mapping[str, str], public_key: bytes,
           issuer: Mapping[str, str], issuer_private: bytes, issuer_public: bytes,
           serial: int, not_before: datetime, not_after: datetime,
-          ca: bool = False, path_length: int | None = None) -> Certificate:
+          ca: bool = False, path_length: int | None = None,
+          attributes: Mapping[str, str] | None = None) -> Certificate:
     """A certificate of ``public_key`` for ``subject`` (asn1crypto name fields:
     ``common_name``, ``organization_name``, ``organizational_unit_name``,
     ``country_name``), signed by the issuer's key. A CA certificate may certify
@@ -115,7 +123,9 @@ def issue(subject: Mapping[str, str], public_key: bytes,
              "extn_value": _key_id(public_key)},
             {"extn_id": "authority_key_identifier", "critical": False,
              "extn_value": {"key_identifier": _key_id(issuer_public)}},
-        ]})
+        ] + ([{"extn_id": ATTRIBUTES_OID, "critical": False,
+               "extn_value": canonical_json({"attrs": dict(attributes)})}]
+             if attributes else [])})
     from ledger.crypto import get_backend
 
     signature = get_backend().sm2_sign(issuer_private, tbs.dump())
@@ -143,13 +153,19 @@ def load(data: bytes) -> Certificate:
         _check_algorithm(info["algorithm"])
         point = info["public_key"].native
         basic = cert.basic_constraints_value
+        attributes = {}
+        for ext in tbs["extensions"]:
+            if ext["extn_id"].dotted == ATTRIBUTES_OID:
+                attributes = {str(k): str(v) for k, v in json.loads(
+                    ext["extn_value"].native)["attrs"].items()}
         out = Certificate(
             der=der, subject=dict(tbs["subject"].native),
             issuer=dict(tbs["issuer"].native), serial=int(tbs["serial_number"].native),
             not_before=tbs["validity"]["not_before"].native,
             not_after=tbs["validity"]["not_after"].native,
             public_key=bytes(point)[1:], is_ca=bool(basic and basic["ca"].native),
-            path_length=(basic["path_len_constraint"].native if basic else None))
+            path_length=(basic["path_len_constraint"].native if basic else None),
+            attributes=attributes)
     except _DER_ERRORS as e:
         raise CryptoError(f"malformed certificate: {e}") from None
     if algorithm != SM2_WITH_SM3:

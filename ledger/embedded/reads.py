@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ledger.msp import creator_name
 from ledger.protocol import (
     CommittedEvent,
     CommittedTransaction,
@@ -40,9 +41,9 @@ def read_history(store: Store, key: str) -> list[KeyVersion]:
     out = []
     for block, tx, value, body in store.history(key):
         p = json.loads(body)["proposal"]
-        cert = json.loads(p["creator"]["certificate"])["subject"]
+        name = creator_name(p["creator"]["certificate"])
         out.append(KeyVersion(key, block, tx, p["tx_id"],
-                              f"{p['creator']['msp_id']}:{cert.get('name')}",
+                              f"{p['creator']['msp_id']}:{name}",
                               p["timestamp"], value, value is None))
     return out
 
@@ -78,10 +79,9 @@ def block_summary(block: dict[str, Any]) -> dict[str, Any]:
         if "proposal" not in body:
             continue
         p = body["proposal"]
-        subject = json.loads(p["creator"]["certificate"]).get("subject", {})
         txs.append({"tx_id": p["tx_id"], "function": p["function"],
                     "creator_msp": p["creator"]["msp_id"],
-                    "creator": str(subject.get("name", "")),
+                    "creator": creator_name(p["creator"]["certificate"]),
                     "timestamp": p["timestamp"], "validation": body["validation"],
                     "signature": body["signature"],
                     "events": [e["type"] for e in body["result"]["events"]]})
