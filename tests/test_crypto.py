@@ -256,6 +256,35 @@ def test_gmsm_refuses_to_run_in_a_child_forked_after_loading(
     assert b.sm2_verify(public, b"m", sig)  # the parent is unaffected
 
 
+def test_gmsm_loads_its_library_on_first_use_only() -> None:
+    """Choosing or listing backends must not start a Go runtime (see fork())."""
+    _backend("gmsm")
+    code = (
+        "from ledger import crypto\n"
+        "maps = lambda: open('/proc/self/maps').read()\n"
+        "crypto.get_backend(); b = crypto.fastest_verifier()\n"
+        "assert b.name == 'gmsm' and 'libcusm' not in maps()\n"
+        "b.sm2_generate()\n"
+        "assert 'libcusm' in maps()\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=False, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
+def test_gmsm_verifies_from_many_threads(keys: dict[str, tuple[bytes, bytes]]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    b = _backend("gmsm")
+    private, public = keys["gmsm"]
+    msgs = [f"code {i}".encode() for i in range(400)]
+    sigs = [b.sm2_sign(private, m) for m in msgs]
+    sigs[::7] = [sigs[i - 1] for i in range(0, 400, 7)]  # wrong message's signature
+    expected = [i % 7 != 0 for i in range(400)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda m, s: b.sm2_verify(public, m, s), msgs, sigs))
+    assert got == expected
+
+
 def test_gmsm_build_without_go_says_so(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "cityunion"
     run = subprocess.run([str(exe), "crypto", "build", "--cache", str(tmp_path)],
