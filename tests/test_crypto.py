@@ -236,6 +236,18 @@ def test_fastest_verifier() -> None:
     assert crypto.get_backend().name != "gmsm"  # never the default
 
 
+def test_cli_lists_backends(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from cli.main import main
+
+    assert main(["crypto", "backends"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"available": crypto.available_backends(),
+                   "default": crypto.get_backend().name,
+                   "fastest_verifier": crypto.fastest_verifier().name}
+
+
 def test_gmsm_refuses_to_run_in_a_child_forked_after_loading(
     keys: dict[str, tuple[bytes, bytes]]
 ) -> None:
