@@ -86,7 +86,7 @@ def require(cache: Path | None = None) -> Path:
     return bin_dir(cache)
 
 
-def _go(args: list[str], cwd: Path, env: dict[str, str],
+def run_go(args: list[str], cwd: Path, env: dict[str, str],
         progress: Progress | None = None) -> str:
     """Run ``go``; with ``progress``, report each package it names as it builds."""
     if shutil.which("go") is None:
@@ -109,7 +109,7 @@ def _go(args: list[str], cwd: Path, env: dict[str, str],
 
 def _download(module: Module, work: Path, env: dict[str, str]) -> Path:
     """Download the module, check its pinned hash; returns its source directory."""
-    out = _go(["mod", "download", "-json", f"{module.path}@{module.version}"],
+    out = run_go(["mod", "download", "-json", f"{module.path}@{module.version}"],
               work, env)
     info = json.loads(out)
     if "Error" in info:
@@ -130,7 +130,7 @@ def _build(module: Module, source: Path, work: Path, out: Path,
     # The module zip keeps vendor/modules.txt only: build from the module cache.
     shutil.rmtree(tree / "vendor", ignore_errors=True)
     ldflags = f"-X {module.version_var}={module.release}"
-    _go(["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(out) + "/",
+    run_go(["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(out) + "/",
          *(f"./cmd/{c}" for c in module.commands)], tree,
         {**env, "CGO_ENABLED": "1" if module.cgo else "0"}, progress)
     if module is FABRIC:

@@ -53,3 +53,17 @@ def test_qr_bench() -> None:
     rates = [out[k] for k in ("signed_per_s", "png_per_s", "static_verified_per_s",
                               "dynamic_verified_per_s")]
     assert all(isinstance(r, int | float) and r > 0 for r in rates)
+
+
+def test_crypto_bench() -> None:
+    from ledger import crypto
+
+    names = crypto.available_backends()
+    out = _bench("bench.crypto", "--seconds", "0.06", "--rounds", "2")
+    backends = out["backends"]
+    assert isinstance(backends, dict) and sorted(backends) == sorted(names)
+    assert all(r["sign_per_s"] > 0 and r["verify_per_s"] > 0
+               for r in backends.values())
+    ratios = out["ratios"]
+    assert isinstance(ratios, dict) and set(ratios) == set(names)
+    assert ratios[out["ratio_to"]] == {"sign_per_s": 1.0, "verify_per_s": 1.0}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from ledger import crypto
 from ledger.crypto import DEFAULT_USER_ID, CryptoError, sm2
 from ledger.crypto import gmssl as gm
 
-BACKENDS = ["native", "gmssl"]
+BACKENDS = ["native", "gmsm", "gmssl"]
 ALICE = b"ALICE123@YAHOO.COM"
 
 # GB/T 32918.2 / GM/T 0003.2 appendix A example curve (Fp-256) and values.
@@ -46,7 +49,12 @@ SM3_VECTORS = [
 
 def _backend(name: str) -> crypto.Backend:
     if name not in crypto.available_backends():
-        pytest.skip(f"backend {name} not importable here")
+        if name == "gmsm" and os.environ.get("CI") == "true":
+            pytest.fail("CI must test the gmsm backend: `cityunion crypto build` "
+                        "did not build its library")
+        reason = ("run `cityunion crypto build`" if name == "gmsm"
+                  else "not importable here")
+        pytest.skip(f"backend {name}: {reason}")
     return crypto.get_backend(name)
 
 
@@ -117,6 +125,202 @@ def test_verify_never_raises_on_garbage(
         assert not b.sm2_verify(public, b"m", sig)
     assert not b.sm2_verify(b"\x01" * 64, b"m", b"\x01" * 64)  # not on the curve
     assert not b.sm2_verify(b"short", b"m", b"\x01" * 64)
+
+
+def _verifiers() -> list[crypto.Backend]:
+    return [_backend(n) for n in BACKENDS if n in crypto.available_backends()]
+
+
+@pytest.mark.parametrize("signer", BACKENDS)
+@settings(max_examples=15, deadline=None)
+@given(msg=st.binary(max_size=300), uid=st.binary(max_size=40),
+       flip=st.integers(0, 63))
+def test_every_backend_verifies_every_signature(
+    keys: dict[str, tuple[bytes, bytes]], signer: str, msg: bytes, uid: bytes,
+    flip: int
+) -> None:
+    """Signatures, keys and user ids (the empty one too) mean the same to all."""
+    s = _backend(signer)
+    private, public = keys[signer]
+    sig = s.sm2_sign(private, msg, uid)
+    tampered = bytearray(sig)
+    tampered[flip] ^= 0x01
+    other_pub = gm.public_key((7).to_bytes(32, "big"))
+    for v in _verifiers():
+        assert v.sm2_verify(public, msg, sig, uid), v.name
+        assert not v.sm2_verify(public, msg + b"\x00", sig, uid), v.name
+        assert not v.sm2_verify(public, msg, bytes(tampered), uid), v.name
+        assert not v.sm2_verify(other_pub, msg, sig, uid), v.name
+        assert not v.sm2_verify(public, msg, sig, uid + b"\x00"), v.name
+
+
+def test_empty_user_id_is_not_the_default(keys: dict[str, tuple[bytes, bytes]]) -> None:
+    """ENTL = 0 for b"": gmsm's own *WithSM2 helpers would sign with the default
+    id instead; ours must not."""
+    for signer in _verifiers():
+        private, public = keys[signer.name]
+        sig = signer.sm2_sign(private, b"m", b"")
+        for v in _verifiers():
+            assert v.sm2_verify(public, b"m", sig, b"")
+            assert not v.sm2_verify(public, b"m", sig, DEFAULT_USER_ID)
+
+
+def _point_with_small_x() -> tuple[int, int]:
+    """A point on the curve whose x + p still fits 32 bytes (p = 3 mod 4)."""
+    c = crypto.SM2_CURVE
+    for x in range(1, 100):
+        rhs = (x**3 + c.a * x + c.b) % c.p
+        y = pow(rhs, (c.p + 1) // 4, c.p)
+        if y * y % c.p == rhs:
+            return x, y
+    raise AssertionError("no point with x < 100")
+
+
+_SMALL_X = _point_with_small_x()
+
+
+def _malformed(public: bytes, sig: bytes) -> list[tuple[str, bytes, bytes]]:
+    n, p = crypto.SM2_CURVE.n, crypto.SM2_CURVE.p
+    r = int.from_bytes(sig[:32], "big")
+    b32 = functools.partial(int.to_bytes, length=32, byteorder="big")
+    y = int.from_bytes(public[32:], "big")
+    return [
+        ("r = 0", public, b32(0) + sig[32:]),
+        ("s = 0", public, sig[:32] + b32(0)),
+        ("r = n", public, b32(n) + sig[32:]),
+        ("s = n", public, sig[:32] + b32(n)),
+        ("r + n", public, b32(r + n) + sig[32:]) if r + n < 2**256 else
+        ("r = 2^256-1", public, b"\xff" * 32 + sig[32:]),
+        ("s = 2^256-1", public, sig[:32] + b"\xff" * 32),
+        ("r + s = n", public, sig[:32] + b32(n - r)),
+        ("y + 1: off the curve", public[:32] + b32((y + 1) % p), sig),
+        ("x + p: a curve point's x not reduced", b32(_SMALL_X[0] + p)
+         + b32(_SMALL_X[1]), sig),
+        ("-y: the negated point", public[:32] + b32(p - y), sig),
+        ("the point at infinity as zeros", bytes(64), sig),
+        ("63-byte key", public[:63], sig),
+        ("65-byte key", b"\x04" + public, sig),
+        ("63-byte signature", public, sig[:63]),
+        ("65-byte signature", public, sig + b"\x00"),
+        ("DER signature", public, crypto.signature_to_der(sig)),
+    ]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_malformed_inputs_are_false(
+    keys: dict[str, tuple[bytes, bytes]], name: str
+) -> None:
+    b = _backend(name)
+    private, public = keys[name]
+    sig = b.sm2_sign(private, b"m")
+    assert b.sm2_verify(public, b"m", sig)
+    for what, pub, bad in _malformed(public, sig):
+        assert b.sm2_verify(pub, b"m", bad) is False, what
+
+
+@settings(max_examples=200, deadline=None)
+@given(public=st.binary(min_size=64, max_size=64),
+       sig=st.binary(min_size=64, max_size=64), msg=st.binary(max_size=64))
+def test_fast_backends_reject_random_bytes(public: bytes, sig: bytes,
+                                           msg: bytes) -> None:
+    for name in ("native", "gmsm"):
+        assert _backend(name).sm2_verify(public, msg, sig) is False
+
+
+def test_gmsm_unavailable_says_how_to_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger.crypto.gmsm import GmsmBackend
+
+    monkeypatch.setenv("CITYUNION_GMSM_CACHE", str(tmp_path))
+    with pytest.raises(ImportError, match=r"run `cityunion crypto build`"):
+        GmsmBackend()
+    monkeypatch.setattr(crypto, "_instances", {})
+    with pytest.raises(CryptoError, match=r"'gmsm' unavailable: the gmsm library "
+                       r"is not built .*; run `cityunion crypto build`"):
+        crypto.get_backend("gmsm")
+
+
+def test_fastest_verifier() -> None:
+    fast = crypto.fastest_verifier()
+    if "gmsm" in crypto.available_backends():
+        assert fast is crypto.get_backend("gmsm")
+    else:
+        assert fast is crypto.get_backend()
+    assert crypto.get_backend().name != "gmsm"  # never the default
+
+
+def test_cli_lists_backends(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from cli.main import main
+
+    assert main(["crypto", "backends"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"available": crypto.available_backends(),
+                   "default": crypto.get_backend().name,
+                   "fastest_verifier": crypto.fastest_verifier().name}
+
+
+def test_gmsm_refuses_to_run_in_a_child_forked_after_loading(
+    keys: dict[str, tuple[bytes, bytes]]
+) -> None:
+    b = _backend("gmsm")
+    private, public = keys["gmsm"]
+    sig = b.sm2_sign(private, b"m")  # loads the Go runtime
+    pid = os.fork()
+    if pid == 0:  # the child: a CryptoError, not a hang or a crash
+        try:
+            b.sm2_verify(public, b"m", sig)
+            os._exit(1)
+        except CryptoError:
+            os._exit(0)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b.sm2_verify(public, b"m", sig)  # the parent is unaffected
+
+
+def test_gmsm_loads_its_library_on_first_use_only() -> None:
+    """Choosing or listing backends must not start a Go runtime (see fork())."""
+    _backend("gmsm")
+    code = (
+        "from ledger import crypto\n"
+        "maps = lambda: open('/proc/self/maps').read()\n"
+        "crypto.get_backend(); b = crypto.fastest_verifier()\n"
+        "assert b.name == 'gmsm' and 'libcusm' not in maps()\n"
+        "b.sm2_generate()\n"
+        "assert 'libcusm' in maps()\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=False, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
+def test_gmsm_verifies_from_many_threads(keys: dict[str, tuple[bytes, bytes]]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    b = _backend("gmsm")
+    private, public = keys["gmsm"]
+    msgs = [f"code {i}".encode() for i in range(400)]
+    sigs = [b.sm2_sign(private, m) for m in msgs]
+    sigs[::7] = [sigs[i - 1] for i in range(0, 400, 7)]  # wrong message's signature
+    expected = [i % 7 != 0 for i in range(400)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda m, s: b.sm2_verify(public, m, s), msgs, sigs))
+    assert got == expected
+
+
+def test_gmsm_build_without_go_says_so(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "cityunion"
+    run = subprocess.run([str(exe), "crypto", "build", "--cache", str(tmp_path)],
+                         env={**os.environ, "PATH": "/usr/bin:/bin"}, text=True,
+                         capture_output=True, check=False, timeout=60)
+    if shutil.which("go", path="/usr/bin:/bin"):
+        pytest.skip("go is in /usr/bin here")
+    assert run.returncode == 2
+    assert "the Go toolchain (`go`) is not on PATH" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize("name", BACKENDS)
@@ -219,7 +423,8 @@ def test_sm4_tamper_and_errors(name: str) -> None:
 
 
 def test_backend_selection(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(CryptoError, match=r"accepted values: 'native', 'gmssl'"):
+    with pytest.raises(CryptoError,
+                       match=r"accepted values: 'native', 'gmsm', 'gmssl'"):
         crypto.get_backend("rsa")
     assert crypto.get_backend("gmssl") is crypto.get_backend("gmssl")
     monkeypatch.setenv(crypto.ENV_VAR, "gmssl")

@@ -36,7 +36,7 @@ def _chain() -> tuple[x509.Certificate, ...]:
     return root, inst, user
 
 
-def test_chain_verifies_with_both_backends() -> None:
+def test_chain_verifies_with_every_backend() -> None:
     root, inst, user = _chain()
     assert (root.is_ca, inst.is_ca, user.is_ca) == (True, True, False)
     assert (root.path_length, inst.path_length) == (1, 0)

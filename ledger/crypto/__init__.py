@@ -1,10 +1,14 @@
 """Chinese national cryptography (SM2 / SM3 / SM4) behind one small interface.
 
-Two interchangeable backends implement :class:`Backend`:
+Three interchangeable backends implement :class:`Backend`:
 
 * ``native`` (:mod:`ledger.crypto.native`): Tongsuo (``tongsuopy``) for SM2,
   OpenSSL SM3 and ``cryptography``'s SM4. Fast; the default whenever ``tongsuopy``
   imports.
+* ``gmsm`` (:mod:`ledger.crypto.gmsm`): SM2 from the Go library
+  github.com/emmansun/gmsm, SM3 and SM4 as ``native``. The fastest SM2; available
+  once ``cityunion crypto build`` has built it, never picked by default (its Go
+  runtime does not survive fork()): ask for it, or use :func:`fastest_verifier`.
 * ``gmssl`` (:mod:`ledger.crypto.gmssl`): the pure-Python ``gmssl`` package, kept
   as an independent reference.
 
@@ -26,6 +30,7 @@ from typing import Protocol
 from chaincode.encoding import sm3, sm3_hex
 from ledger.crypto import pem
 from ledger.crypto.errors import CryptoError
+from ledger.crypto.gmsm import GmsmBackend
 from ledger.crypto.gmssl import GmsslBackend
 from ledger.crypto.native import NativeBackend
 from ledger.crypto.pem import private_key_from_pem, public_key_from_pem
@@ -41,7 +46,7 @@ from ledger.crypto.sm2 import (
 
 __all__ = [
     "DEFAULT_USER_ID", "ENV_VAR", "SM2_CURVE", "Backend", "CryptoError", "Curve",
-    "available_backends", "get_backend", "private_key_from_pem",
+    "available_backends", "fastest_verifier", "get_backend", "private_key_from_pem",
     "private_key_to_pem", "public_key_from_pem", "public_key_to_pem",
     "signature_from_der", "signature_to_der", "sm2_za", "sm3", "sm3_hex",
 ]
@@ -65,7 +70,7 @@ class Backend(Protocol):
 
 
 _FACTORIES: dict[str, Callable[[], Backend]] = {
-    "native": NativeBackend, "gmssl": GmsslBackend}
+    "native": NativeBackend, "gmsm": GmsmBackend, "gmssl": GmsslBackend}
 _instances: dict[str, Backend] = {}
 _lock = threading.Lock()
 
@@ -104,6 +109,16 @@ def _available() -> tuple[str, ...]:
 def available_backends() -> list[str]:
     """Names of the backends whose dependencies import."""
     return list(_available())
+
+
+def fastest_verifier() -> Backend:
+    """The backend to verify many SM2 signatures with (city QR codes at a terminal):
+    ``gmsm`` when its library is built, else :func:`get_backend`'s choice.
+
+    Keys, user ids and signatures mean the same to every backend, so this changes
+    speed only. gmsm starts a Go runtime on its first call, after which this
+    process must not fork() (see :mod:`ledger.crypto.gmsm`)."""
+    return get_backend("gmsm" if "gmsm" in _available() else None)
 
 
 def private_key_to_pem(private: bytes) -> bytes:

@@ -1,10 +1,10 @@
 """The ``native`` backend: Tongsuo (``tongsuopy``) SM2, OpenSSL SM3 and
-``cryptography``'s SM4. Fast; the default whenever ``tongsuopy`` imports."""
+``cryptography``'s SM4 (:class:`~ledger.crypto.sm4.OpenSslSm4Blobs`). The default
+whenever ``tongsuopy`` imports."""
 
 from __future__ import annotations
 
 import functools
-import hmac
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -20,19 +20,17 @@ from ledger.crypto.sm2 import (
     signature_from_der,
     sm2_za,
 )
-from ledger.crypto.sm4 import Sm4Blobs
+from ledger.crypto.sm4 import OpenSslSm4Blobs
 
 
-class NativeBackend(Sm4Blobs):
+class NativeBackend(OpenSslSm4Blobs):
     name = "native"
 
     def __init__(self) -> None:
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
         from tongsuopy.backends.tongsuo.backend import backend
         from tongsuopy.crypto.asymciphers import ec
 
         self._ec, self._lib, self._ffi = ec, backend._lib, backend._ffi
-        self._cipher, self._sm4, self._modes = Cipher, algorithms.SM4, modes
         # Key parsing dominates small sign/verify calls, so cache per key bytes.
         self._private = functools.lru_cache(maxsize=4096)(self._load_private)
         self._public = functools.lru_cache(maxsize=8192)(self._load_public)
@@ -57,9 +55,6 @@ class NativeBackend(Sm4Blobs):
         lib, ffi = self._lib, self._ffi
         ctx = lib.EVP_PKEY_CTX_new(key._evp_pkey, ffi.NULL)
         return ffi.gc(ctx, lib.EVP_PKEY_CTX_free)
-
-    def sm3(self, data: bytes) -> bytes:
-        return sm3(data)
 
     def sm2_generate(self) -> tuple[bytes, bytes]:
         while True:
@@ -101,17 +96,3 @@ class NativeBackend(Sm4Blobs):
         if not ok:
             lib.ERR_clear_error()  # don't leave stale errors for later OpenSSL calls
         return ok  # type: ignore[no-any-return]
-
-    def sm4_encrypt_block(self, key: bytes, block: bytes) -> bytes:
-        if len(key) != 16 or len(block) != 16:
-            raise CryptoError("SM4 key and block must both be 16 bytes")
-        enc = self._cipher(self._sm4(key), self._modes.ECB()).encryptor()
-        return enc.update(block) + enc.finalize()  # type: ignore[no-any-return]
-
-    def _hmac(self, key: bytes, data: bytes) -> bytes:
-        return hmac.new(key, data, "sm3").digest()
-
-    def _cbc(self, key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
-        c = self._cipher(self._sm4(key), self._modes.CBC(iv))
-        op = c.encryptor() if encrypt else c.decryptor()
-        return op.update(data) + op.finalize()  # type: ignore[no-any-return]

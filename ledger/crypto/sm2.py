@@ -52,14 +52,20 @@ SM2_CURVE = Curve(  # the recommended curve of GB/T 32918.5
 def za(hash_fn: Callable[[bytes], bytes], public: bytes, user_id: bytes,
        curve: Curve) -> bytes:
     """Z_A with the given SM3 implementation (the gmssl reference uses its own)."""
-    bits = len(user_id) * 8
-    if bits > 0xFFFF:  # ENTL is a 16-bit field
-        raise CryptoError(f"SM2 user id too long ({len(user_id)} bytes, max 8191)")
+    bits = check_user_id(user_id)
     if len(public) != 64:
         raise CryptoError(f"SM2 public key must be 64 bytes, got {len(public)}")
     params = b"".join(v.to_bytes(32, "big")
                       for v in (curve.a, curve.b, curve.gx, curve.gy))
     return hash_fn(bits.to_bytes(2, "big") + user_id + params + public)
+
+
+def check_user_id(user_id: bytes) -> int:
+    """ENTL, the user id's length in bits; CryptoError if it does not fit 16 bits."""
+    bits = len(user_id) * 8
+    if bits > 0xFFFF:
+        raise CryptoError(f"SM2 user id too long ({len(user_id)} bytes, max 8191)")
+    return bits
 
 
 def sm2_za(public: bytes, user_id: bytes = DEFAULT_USER_ID,

@@ -1,4 +1,5 @@
-"""The SM4 blob scheme both backends share, built on their primitives.
+"""The SM4 blob scheme every backend shares, built on its primitives, and the
+OpenSSL primitives (``cryptography``'s SM4, ``hashlib``'s SM3) two backends use.
 
 A blob is ``0x01 || IV(16) || SM4-CBC-PKCS#7(ct) || HMAC-SM3(version || IV ||
 ct)``, with separate encryption and MAC keys derived from the one SM4 key.
@@ -9,6 +10,9 @@ from __future__ import annotations
 import hmac
 import secrets
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from chaincode.encoding import sm3
 from ledger.crypto.errors import CryptoError
 
 _SM4_VERSION = b"\x01"
@@ -65,3 +69,25 @@ class Sm4Blobs:
         if not hmac.compare_digest(self._hmac(mac, head), tag):
             raise CryptoError("SM4 blob authentication failed (wrong key or tampered)")
         return _unpad(self._cbc(enc, blob[1:17], head[17:], False))
+
+
+class OpenSslSm4Blobs(Sm4Blobs):
+    """SM3, HMAC-SM3 and SM4 from OpenSSL (``chaincode.encoding`` and
+    ``cryptography``): the symmetric half of the native and gmsm backends."""
+
+    def sm3(self, data: bytes) -> bytes:
+        return sm3(data)
+
+    def sm4_encrypt_block(self, key: bytes, block: bytes) -> bytes:
+        if len(key) != 16 or len(block) != 16:
+            raise CryptoError("SM4 key and block must both be 16 bytes")
+        enc = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
+        return enc.update(block) + enc.finalize()
+
+    def _hmac(self, key: bytes, data: bytes) -> bytes:
+        return hmac.new(key, data, "sm3").digest()
+
+    def _cbc(self, key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
+        c = Cipher(algorithms.SM4(key), modes.CBC(iv))
+        op = c.encryptor() if encrypt else c.decryptor()
+        return op.update(data) + op.finalize()
