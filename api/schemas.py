@@ -121,3 +121,13 @@ class ProjectionStatus(BaseModel):
             "last_lag_ms": s.last_lag_ms,
             "error": s.error or (str(f) if f is not None else None),
             "failed": failed})
+
+
+class Sealed(BaseModel):
+    """A document sealed with this node's SM2 key (``ledger/crypto/sealed.py``):
+    terminals check it offline against the pinned ``/api/signing-key``."""
+
+    document: dict[str, Any]
+    sm3: str
+    signature: str
+    key_sm3: str

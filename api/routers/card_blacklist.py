@@ -4,14 +4,14 @@ SM2 key (``/api/signing-key``) and check it offline."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.deps import CommandsDep, CurrentIdentity, ReadDB, RuntimeDep
 from api.problems import AUTHENTICATED, COMMAND
-from api.schemas import BlockNumber, CommandResult, Request
+from api.schemas import BlockNumber, CommandResult, Request, Sealed
 from chaincode.blacklist import MAX_CARDS, BlockedCard
 from chaincode.encoding import sm3_hex
 from projections import queries
@@ -32,13 +32,6 @@ class SigningKeyOut(BaseModel):
     key_sm3: str
 
 
-class SealedDelta(BaseModel):
-    document: dict[str, Any]
-    sm3: str
-    signature: str
-    key_sm3: str
-
-
 @router.post("", status_code=201, responses=COMMAND)
 async def blacklist(body: BlacklistCreate, commands: CommandsDep) -> CommandResult:
     """BlacklistCards (city admin of the issuer city): cards by the hash of
@@ -50,7 +43,7 @@ async def blacklist(body: BlacklistCreate, commands: CommandsDep) -> CommandResu
 async def delta(_: CurrentIdentity, read: ReadDB, runtime: RuntimeDep,
                 since: Annotated[BlockNumber, Query(
                     description="the ledger height the terminal has: cards "
-                    "blacklisted in later blocks are returned")] = 0) -> SealedDelta:
+                    "blacklisted in later blocks are returned")] = 0) -> Sealed:
     """The cards blacklisted after block ``since``, oldest first (at most
     10,000: ``through_block`` is where to continue; ``complete`` says whether
     that was all), sealed with this node's SM2 key."""
@@ -69,7 +62,7 @@ async def delta(_: CurrentIdentity, read: ReadDB, runtime: RuntimeDep,
             through = first
             rows = await read(queries.blacklist_since, first - 1, MAX_BLOCK_CARDS)
         rows = [r for r in rows if r["block"] <= through]
-    return SealedDelta.model_validate(runtime.signer.seal({
+    return Sealed.model_validate(runtime.signer.seal({
         "kind": "cityunion/card-blacklist-delta/1", "since_block": since,
         "through_block": through, "complete": complete, "cards": rows}))
 

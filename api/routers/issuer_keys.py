@@ -11,13 +11,14 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import CommandsDep, CurrentIdentity, LedgerDep, blocking
+from api.deps import CommandsDep, CurrentIdentity, LedgerDep, RuntimeDep, blocking
 from api.problems import COMMAND, COMMAND_ON, QUERY
-from api.schemas import CommandResult, Request
+from api.schemas import CommandResult, Request, Sealed
 from chaincode.contract import Hash, Text
 from chaincode.issuing import CertificatePem, CodeCount, Moment, Url
 
 router = APIRouter(prefix="/api/issuer-keys", tags=["code schemes"])
+bundle = APIRouter(prefix="/api/trust-bundle", tags=["code schemes"])
 urls = APIRouter(prefix="/api/guide-urls", tags=["code schemes"])
 schemes = APIRouter(prefix="/api/code-schemes", tags=["code schemes"])
 
@@ -128,3 +129,17 @@ async def issue_codes(scheme_id: UUID, body: CodeBatchCreate,
     guide URL and the Merkle root of their serials."""
     return await commands.submit("IssueCodeBatch", {
         "scheme_id": str(scheme_id), **body.model_dump(mode="json")})
+
+
+@bundle.get("", responses=QUERY)
+async def trust_bundle(p: CurrentIdentity, ledger: LedgerDep,
+                       runtime: RuntimeDep) -> Sealed:
+    """The trust bundle terminals verify city QR codes with, offline: every
+    issuer key with its certificate and status (revocations included), the
+    approved schemes and guide URLs, and the ledger height, sealed with this
+    node's SM2 key (pin ``/api/signing-key``). ``cityunion qr trust-bundle``
+    writes the same document."""
+    from ledger.qrcode.bundle import export
+
+    sealed = await blocking(export, ledger.ledger_for(p), *runtime.signer.pair)
+    return Sealed.model_validate(sealed)
