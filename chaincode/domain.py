@@ -780,6 +780,27 @@ class GuideUrl(LedgerAggregate):
         self.status = "rejected"
 
 
+class UserCertificate(LedgerAggregate):
+    """A user's compact certificate for dynamic codes (kept off chain, on the
+    user's device), revoked by the scheme's city or the center, e.g. for a
+    lost phone: terminals refuse its codes once their trust bundle holds the
+    revocation, until the certificate expires anyway."""
+
+    @staticmethod
+    def create_id(scheme_id: str, user_id: str, **_: Any) -> UUID:
+        return derive_id("usercert", scheme_id, user_id)
+
+    @event("Revoked")
+    def __init__(self, scheme_id: str, city: str, user_id: str, until: str,
+                 reason: str, revoked_by: str) -> None:
+        self.scheme_id = scheme_id
+        self.city = city
+        self.user_id = user_id
+        self.until = until
+        self.reason = reason
+        self.revoked_by = revoked_by
+
+
 class CodeBatch(LedgerAggregate):
     """Static codes issued together for one scheme (发码): how many, valid
     when, signed by which key, to which guide URL, and the Merkle root of their

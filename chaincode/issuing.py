@@ -10,7 +10,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from chaincode.domain import CodeBatch, CodeScheme, GuideUrl, IssuerKey
+from chaincode.domain import CodeBatch, CodeScheme, GuideUrl, IssuerKey, UserCertificate
 from chaincode.errors import Conflict, InvalidArgument, NotFound, Unauthorized
 from chaincode.identity import Role
 from chaincode.registry import (
@@ -285,11 +285,49 @@ def reject_guide_url(ctx: Context, a: RejectUrlArgs) -> dict[str, Any]:
 QUERIES["GetGuideUrl"] = (IdArgs, getter(GuideUrl, "guide URL"))
 
 
+# ``urev~<scheme id>~<user id>`` holds a revoked user certificate's expiry
+_REVOKED_USER = "urev~"
+UserId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$",
+                              description="a user's pseudonymous id, 16 hex digits")]
+
+
+class RevokeUserCertArgs(Args):
+    scheme_id: UUID
+    user_id: UserId
+    until: Moment  # the certificate's expiry: then it leaves the bundle
+    reason: Text
+
+
+@command("RevokeUserCertificate", RevokeUserCertArgs, Role.CITY_ADMIN,
+         Role.CENTER_ADMIN)
+def revoke_user_certificate(ctx: Context, a: RevokeUserCertArgs) -> dict[str, Any]:
+    """The scheme's city (or the center) revokes a user's compact certificate
+    for dynamic codes, e.g. for a lost phone."""
+    scheme: CodeScheme = ctx.session.get(a.scheme_id, CodeScheme, "code scheme",
+                                         "scheme_id")
+    if not (ctx.caller.is_center or ctx.caller.city == scheme.city):
+        raise Unauthorized(f"only {scheme.city}'s city admin or the center revokes "
+                           "its users' certificates", "scheme_id")
+    if _moment(a.until, "until") <= ctx.stub.get_tx_timestamp():
+        raise InvalidArgument("until is the certificate's expiry: a time still "
+                              "to come", "until")
+    cert_id = UserCertificate.create_id(str(scheme.id), a.user_id)
+    if ctx.session.exists(cert_id):
+        raise Conflict(f"user {a.user_id}'s certificate of this scheme is already "
+                       "revoked", field="user_id")
+    cert = UserCertificate(scheme_id=str(scheme.id), city=scheme.city,
+                           user_id=a.user_id, until=a.until, reason=a.reason,
+                           revoked_by=str(ctx.caller))
+    ctx.stub.put_state(f"{_REVOKED_USER}{scheme.id}~{a.user_id}", a.until.encode())
+    ctx.session.save(cert)
+    return {"id": str(cert.id), "user_id": a.user_id, "until": a.until}
+
+
 @query("GetTrustMaterial", NoArgs)
 def get_trust_material(ctx: Context, a: NoArgs) -> dict[str, Any]:
     """What a terminal needs to verify codes offline: every issuer key (with
-    its certificate and status), the approved code schemes and their approved
-    guide URLs."""
+    its certificate and status), the user certificates revoked and not yet
+    expired, the approved code schemes and their approved guide URLs."""
     keys = get_issuer_keys(ctx, a)["keys"]
     start, end = prefix_range("cover~")  # chaincode.codes: approved schemes
     schemes = [state_of(ctx.session.get(UUID(v.decode()), CodeScheme, "scheme"))
@@ -298,7 +336,13 @@ def get_trust_material(ctx: Context, a: NoArgs) -> dict[str, Any]:
     urls = [state_of(ctx.session.get(UUID(k[len(_APPROVED_URL):]), GuideUrl,
                                      "guide URL"))
             for k, _ in ctx.stub.get_state_by_range(start, end)]
-    return {"keys": keys,
+    now = ctx.stub.get_tx_timestamp()
+    start, end = prefix_range(_REVOKED_USER)
+    revoked = [{"scheme_id": k.split("~")[1], "user_id": k.split("~")[2],
+                "until": v.decode()}
+               for k, v in ctx.stub.get_state_by_range(start, end)
+               if datetime.fromisoformat(v.decode()) > now]
+    return {"keys": keys, "revoked_users": revoked,
             "schemes": [{k: s[k] for k in ("id", "city", "department",
                                            "code_type", "scope", "status")}
                         for s in schemes],

@@ -629,6 +629,9 @@ VALID.update({
     "HandleAlert": (("Kunshan", "health"), lambda w: {
         "alert_id": w.video["dispatched"], "outcome": "extinguished"}),
     "IssueCodeBatch": (("Kunshan", "transport"), lambda w: code_batch_args(w)),
+    "RevokeUserCertificate": (("Kunshan", "admin"), lambda w: {
+        "scheme_id": w.approved_scheme(), "user_id": secrets.token_hex(8),
+        "until": "2031-01-01T00:00:00Z", "reason": "phone lost"}),
     "StartCallCampaign": (("Kunshan", "transport"), lambda w: call_campaign_args(
         w.unique("survey2"))),
     "CompleteCallCampaign": (("Kunshan", "transport"), lambda w: {

@@ -158,6 +158,12 @@ def test_refusals_after_a_bundle_refresh(world: World) -> None:
         "the code's guide URL is not approved for its scheme"
     v = Verifier(world.bundle(keys=[]))
     assert "not in the trust bundle" in v.verify(static, world.now).reason
+    lost = world.bundle(revoked_users=[{"scheme_id": world.scheme,
+                                        "user_id": (3).to_bytes(8, "big").hex(),
+                                        "until": "2031-01-01T00:00:00Z"}])
+    assert Verifier(lost).verify(dynamic, world.now).reason == \
+        "the user certificate is revoked"
+    assert Verifier(lost).verify(world.dynamic(4), world.now).ok  # another user
     private, cert = world.user(5, days=1)
     expired = make_dynamic(cert, private, at=int(world.now.timestamp()) + 2 * 86400)
     assert Verifier(bundle).verify(expired, world.now + timedelta(days=2)

@@ -15,7 +15,7 @@ from api.deps import CommandsDep, CurrentIdentity, LedgerDep, RuntimeDep, blocki
 from api.problems import COMMAND, COMMAND_ON, QUERY
 from api.schemas import CommandResult, Request, Sealed
 from chaincode.contract import Hash, Text
-from chaincode.issuing import CertificatePem, CodeCount, Moment, Url
+from chaincode.issuing import CertificatePem, CodeCount, Moment, Url, UserId
 
 router = APIRouter(prefix="/api/issuer-keys", tags=["code schemes"])
 bundle = APIRouter(prefix="/api/trust-bundle", tags=["code schemes"])
@@ -55,6 +55,12 @@ class IssuerKeys(BaseModel):
 
 class GuideUrlCreate(Request):
     url: Url
+
+
+class UserRevocation(Request):
+    user_id: UserId
+    until: Moment
+    reason: Text
 
 
 class CodeBatchCreate(Request):
@@ -128,6 +134,17 @@ async def issue_codes(scheme_id: UUID, body: CodeBatchCreate,
     (``cityunion qr issue``), recorded as one event: count, validity, signer,
     guide URL and the Merkle root of their serials."""
     return await commands.submit("IssueCodeBatch", {
+        "scheme_id": str(scheme_id), **body.model_dump(mode="json")})
+
+
+@schemes.post("/{scheme_id}/user-revocations", status_code=201,
+              responses=COMMAND_ON)
+async def revoke_user(scheme_id: UUID, body: UserRevocation,
+                      commands: CommandsDep) -> CommandResult:
+    """RevokeUserCertificate (the scheme's city admin or the center): a user's
+    compact certificate for dynamic codes (a lost phone); it is in the trust
+    bundle until ``until``, the certificate's expiry."""
+    return await commands.submit("RevokeUserCertificate", {
         "scheme_id": str(scheme_id), **body.model_dump(mode="json")})
 
 

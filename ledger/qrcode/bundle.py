@@ -1,6 +1,7 @@
 """The trust bundle (信任包): what a terminal needs to verify any member
 city's codes offline: the issuer keys with their certificates and statuses
-(revocations included), the approved code schemes and guide URLs, and the
+(revocations included), the users' compact certificates revoked and not yet
+expired, the approved code schemes and guide URLs, and the
 ledger height they were read at; sealed with the exporting node's SM2 key."""
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ A static code: its signer's certificate chain to the root (none revoked, each
 valid now), the signature, the code's validity window, its scheme approved and
 of the signer's city, its code system the scheme's, its guide URL approved for
 the scheme. A dynamic code: the institution key that certified the user's
-compact certificate (its chain as above), that certificate's signature and
-expiry, the scheme, the user's signature, the time window (default 60 s) and
-replay: a terminal accepts a dynamic code once.
+compact certificate (its chain as above), that certificate's signature,
+expiry and revocation, the scheme, the user's signature, the time window
+(default 60 s) and replay: a terminal accepts a dynamic code once.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ class Verifier:
         self._key_ids = {bytes.fromhex(fp)[:8]: fp for fp in self.keys}
         self.schemes = {ref(s["id"]): s for s in bundle["schemes"]}
         self.urls = {ref(u["id"]): u for u in bundle["urls"]}
+        self.revoked_users = {(ref(r["scheme_id"]), bytes.fromhex(r["user_id"]))
+                              for r in bundle.get("revoked_users", [])}
         self.window = window
         self.backend = backend or crypto.fastest_verifier()
         self._certs: dict[str, x509.Certificate] = {}
@@ -178,6 +180,8 @@ class Verifier:
         t = int(now.timestamp())
         if cert.not_after < t:
             return Verdict(False, "the user certificate has expired", code)
+        if (cert.scheme, cert.user) in self.revoked_users:
+            return Verdict(False, "the user certificate is revoked", code)
         why, scheme = self._scheme(code, cert.scheme, institution["city"])
         scheme_id = scheme["id"] if scheme else None
         if why:

@@ -192,6 +192,10 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
     "RejectGuideUrl": lambda api: (
         f"/api/guide-urls/{api.guide_url()}/reject", {"reason": "test"}),
     "IssueCodeBatch": lambda api: _code_batch(api),
+    "RevokeUserCertificate": lambda api: (
+        f"/api/code-schemes/{api.approved_scheme()}/user-revocations", {
+            "user_id": unique_hash()[:16], "until": "2031-01-01T00:00:00Z",
+            "reason": "phone lost"}),
     "BlacklistCards": lambda api: ("/api/card-blacklist", {"cards": [{
         "card_id_hash": unique_hash(), "reason": "lost",
         "since": "2031-01-01T00:00:00Z"}]}),

@@ -53,5 +53,11 @@ def test_terminal_verifies_with_the_fetched_bundle(api: Api) -> None:
     assert not verdict.ok and "is revoked" in verdict.reason
     assert refreshed.verify(make_dynamic(compact, rider)).ok  # another key
     assert terminal.verify(static).ok  # a stale bundle: terminals must refresh
+    # the rider's phone is lost: the city revokes the compact certificate
+    api.ok(f"/api/code-schemes/{scheme}/user-revocations", {
+        "user_id": b"rider-01".hex(), "until": (now + timedelta(days=1)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"), "reason": "phone lost"}, KS_ADMIN)
+    verdict = _terminal(api).verify(make_dynamic(compact, rider))
+    assert verdict.reason == "the user certificate is revoked"
     r = api.client.get("/api/trust-bundle")
     assert r.status_code == 401
