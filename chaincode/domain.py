@@ -782,8 +782,9 @@ class GuideUrl(LedgerAggregate):
 
 class CodeBatch(LedgerAggregate):
     """Static codes issued together for one scheme (发码): how many, valid
-    when, signed by which key, to which guide URL, and the Merkle root of their
-    serials. The codes themselves never go on chain."""
+    when, signed by which key, to which guide URL, the Merkle root of their
+    serials and the prefix every serial starts with (unique in the scheme).
+    The codes themselves never go on chain."""
 
     @staticmethod
     def create_id(scheme_id: str, merkle_root: str, **_: Any) -> UUID:
@@ -793,7 +794,7 @@ class CodeBatch(LedgerAggregate):
     def __init__(self, scheme_id: str, city: str, department: str,
                  guide_url_id: str, signer_fingerprint: str, count: int,
                  not_before: str, not_after: str, merkle_root: str,
-                 issued_by: str) -> None:
+                 serial_prefix: str, issued_by: str) -> None:
         self.scheme_id = scheme_id
         self.city = city
         self.department = department
@@ -803,4 +804,5 @@ class CodeBatch(LedgerAggregate):
         self.not_before = not_before
         self.not_after = not_after
         self.merkle_root = merkle_root
+        self.serial_prefix = serial_prefix
         self.issued_by = issued_by

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import secrets
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -138,14 +139,15 @@ def run_issue(args: argparse.Namespace) -> int:
                                 f"{scheme['city']}")
         start = datetime.now(UTC).replace(microsecond=0)
         end = min(start + timedelta(days=args.days), cert.not_after)
-        codes = []
+        codes, prefix = [], secrets.token_hex(4)  # every serial starts with it
         for i, identifier in enumerate(ids):
             payload = make_payload(
                 guide_url_id=args.url_id, scheme_id=args.scheme,
                 code_type=scheme["code_type"], identifier_id=identifier,
                 city=scheme["city"], department=scheme["department"],
                 content={"identifier": identifier}, not_before=start,
-                not_after=end, signer=cert.fingerprint)
+                not_after=end, signer=cert.fingerprint,
+                serial=prefix + secrets.token_hex(8))
             codes.append((identifier, payload["serial"], sign(payload, private)))
             if not single:
                 print(f"\rsigned {i + 1}/{len(ids)}", end="", file=sys.stderr,
@@ -155,7 +157,8 @@ def run_issue(args: argparse.Namespace) -> int:
             "signer_fingerprint": cert.fingerprint, "count": len(codes),
             "not_before": start.isoformat().replace("+00:00", "Z"),
             "not_after": end.isoformat().replace("+00:00", "Z"),
-            "merkle_root": merkle_root_of(s.encode() for _, s, _ in codes)})
+            "merkle_root": merkle_root_of(s.encode() for _, s, _ in codes),
+            "serial_prefix": prefix})
     finally:
         conn.close()
     if single:

@@ -281,7 +281,8 @@ _ISSUER_KEYS: dict[int, IssuerKeys] = {}
 
 def code_batch_args(w: World, days: int = 30) -> dict[str, Any]:
     """IssueCodeBatch of 10 codes of the world's approved scheme, to an approved
-    guide URL, signed by Kunshan's institution key, valid ``days`` from now."""
+    guide URL, signed by Kunshan's institution key, valid ``days`` from now,
+    under a random serial prefix."""
     start = datetime.now(UTC).replace(microsecond=0)
     moment = "%Y-%m-%dT%H:%M:%SZ"
     return {"scheme_id": w.approved_scheme(), "guide_url_id": w.approved_url(),
@@ -289,7 +290,7 @@ def code_batch_args(w: World, days: int = 30) -> dict[str, Any]:
                                    if w.ids is not None else "ab" * 32),
             "count": 10, "not_before": start.strftime(moment),
             "not_after": (start + timedelta(days=days)).strftime(moment),
-            "merkle_root": unique_hash()}
+            "merkle_root": unique_hash(), "serial_prefix": secrets.token_hex(4)}
 
 
 def issuer_keys(ids: Clients[Any]) -> IssuerKeys:

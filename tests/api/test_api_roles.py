@@ -5,6 +5,7 @@ allowed role succeeds. Read endpoints with role limits are checked too."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,7 +74,7 @@ def _code_batch(api: Api) -> Call:
         "signer_fingerprint": issuer_keys(api.clients).institution[1].fingerprint,
         "count": 3, "not_before": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "not_after": (start + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "merkle_root": unique_hash()})
+        "merkle_root": unique_hash(), "serial_prefix": secrets.token_hex(4)})
 
 
 def _user_key(api: Api) -> str:

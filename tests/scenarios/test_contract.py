@@ -205,6 +205,13 @@ def _root_of(*records: tuple[Any, ...]) -> Callable[[World], str]:
 MISSING = str(uuid.UUID(int=7))
 
 
+def _issued_prefix(w: World) -> str:
+    """The serial prefix of a batch just issued for the world's approved scheme."""
+    args = code_batch_args(w)
+    submit(w, ("Kunshan", "transport"), "IssueCodeBatch", args)
+    return str(args["serial_prefix"])
+
+
 def _expired(w: World) -> str:
     """A Kunshan user certificate whose validity ended a month ago."""
     private, cert = w.issuer_keys().institution
@@ -415,6 +422,9 @@ REJECTIONS: list[tuple[str, str, Caller, Callable[[World], Args],
     ("codes-unknown-signer", "IssueCodeBatch", ("Kunshan", "transport"),
      _with("IssueCodeBatch", signer_fingerprint="cd" * 32), NotFound,
      "signer_fingerprint", "cd" * 32),
+    ("codes-serial-prefix-reused", "IssueCodeBatch", ("Kunshan", "transport"),
+     lambda w: _with("IssueCodeBatch", serial_prefix=_issued_prefix(w))(w),
+     Conflict, "serial_prefix", "already used by a batch of this scheme"),
     # -- blacklist
     ("blacklist-card-twice-in-list", "BlacklistCards", ("Kunshan", "admin"),
      lambda w: {"cards": [{"card_id_hash": HASH, "reason": "lost",
@@ -616,6 +626,12 @@ SPECIFIC: list[tuple[str, str, Args, str]] = [
     ("codes-count-zero", "IssueCodeBatch", {"count": 0}, "count"),
     ("codes-time-with-offset", "IssueCodeBatch",
      {"not_before": "2026-12-01T08:00:00+08:00"}, "not_before"),
+    ("codes-serial-prefix-short", "IssueCodeBatch", {"serial_prefix": "abc123"},
+     "serial_prefix"),
+    ("codes-serial-prefix-uppercase", "IssueCodeBatch",
+     {"serial_prefix": "ABCDEF12"}, "serial_prefix"),
+    ("codes-serial-prefix-not-hex", "IssueCodeBatch",
+     {"serial_prefix": "ghijklmn"}, "serial_prefix"),
     # PublishFeeRule
     ("fee-bps-negative", "PublishFeeRule", {"rate_bps": -1}, "rate_bps"),
     ("fee-bps-over-100-percent", "PublishFeeRule", {"rate_bps": 10_001},
