@@ -806,3 +806,26 @@ class CodeBatch(LedgerAggregate):
         self.merkle_root = merkle_root
         self.serial_prefix = serial_prefix
         self.issued_by = issued_by
+
+
+class CodeUsage(LedgerAggregate):
+    """Scans of city QR codes reported by a city's terminal (用码), one report
+    per Merkle root of its scans. Serials are random and codes appear only as
+    their SM3, so a report holds no personal data."""
+
+    @staticmethod
+    def create_id(merkle_root: str, **_: Any) -> UUID:
+        return derive_id("codeusage", merkle_root)
+
+    @event("Reported")
+    def __init__(self, city: str, terminal_id: str, merkle_root: str, count: int,
+                 valid: int, refused: int, scans: list[dict[str, Any]],
+                 reported_by: str) -> None:
+        # the scans travel in the event (the read side's); the state keeps counts
+        self.city = city
+        self.terminal_id = terminal_id
+        self.merkle_root = merkle_root
+        self.count = count
+        self.valid = valid
+        self.refused = refused
+        self.reported_by = reported_by

@@ -293,6 +293,26 @@ def code_batch_args(w: World, days: int = 30) -> dict[str, Any]:
             "merkle_root": unique_hash(), "serial_prefix": secrets.token_hex(4)}
 
 
+def code_scan(scheme_id: str, serial: str | None = None, kind: str = "static",
+              at: str = TIME, result: str = "valid", reason: str | None = None,
+              code: str | None = None) -> dict[str, Any]:
+    """A scan as a terminal reports it: a random serial unless given, the code
+    only as the SM3 of its text (``code``, default one made of the serial)."""
+    serial = serial or secrets.token_hex(12)
+    scan = {"serial": serial, "scheme_id": scheme_id, "kind": kind, "at": at,
+            "result": result, "code_sm3": sm3_hex(code or f"code-{serial}")}
+    if reason is not None:
+        scan["reason"] = reason
+    return scan
+
+
+def usage_args(scans: list[dict[str, Any]], terminal_id: str = "T1"
+               ) -> dict[str, Any]:
+    """ReportCodeUsage arguments with the scans' Merkle root (chaincode.usage)."""
+    return {"terminal_id": terminal_id, "scans": scans,
+            "merkle_root": merkle_root(scans)}
+
+
 def issuer_keys(ids: Clients[Any]) -> IssuerKeys:
     """The ledger's root key and Kunshan's institution key (certified the first
     time a test asks, then shared by every test on the ledger)."""
@@ -630,6 +650,9 @@ VALID.update({
     "HandleAlert": (("Kunshan", "health"), lambda w: {
         "alert_id": w.video["dispatched"], "outcome": "extinguished"}),
     "IssueCodeBatch": (("Kunshan", "transport"), lambda w: code_batch_args(w)),
+    "ReportCodeUsage": (("Kunshan", "terminal"), lambda w: usage_args([
+        code_scan(w.scheme), code_scan(w.scheme, kind="dynamic",
+                                       result="refused", reason="expired")])),
     "StartCallCampaign": (("Kunshan", "transport"), lambda w: call_campaign_args(
         w.unique("survey2"))),
     "CompleteCallCampaign": (("Kunshan", "transport"), lambda w: {

@@ -29,6 +29,7 @@ from helpers import (
     call_campaign_args,
     card_record,
     certificate,
+    code_scan,
     issuer_keys,
     unique_hash,
 )
@@ -193,6 +194,8 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
     "RejectGuideUrl": lambda api: (
         f"/api/guide-urls/{api.guide_url()}/reject", {"reason": "test"}),
     "IssueCodeBatch": lambda api: _code_batch(api),
+    "ReportCodeUsage": lambda api: ("/api/code-usage", {
+        "terminal_id": "gate-1", "scans": [code_scan(api.scheme())]}),
     "BlacklistCards": lambda api: ("/api/card-blacklist", {"cards": [{
         "card_id_hash": unique_hash(), "reason": "lost",
         "since": "2031-01-01T00:00:00Z"}]}),
