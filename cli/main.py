@@ -13,7 +13,8 @@ from ledger.protocol import LedgerError
 
 # Modules that add subcommands; each has register(subparsers).
 AREAS = ["cli.demo", "cli.ledger", "cli.serve", "cli.token", "cli.projections",
-         "cli.network", "cli.workers", "cli.video", "cli.voice", "cli.qr"]
+         "cli.network", "cli.workers", "cli.video", "cli.voice", "cli.qr",
+         "cli.qr_usage"]  # after cli.qr: it adds a verb to the qr command
 
 
 def build_parser() -> argparse.ArgumentParser:
