@@ -153,3 +153,12 @@ def test_bad_parameters_are_named(api: Api) -> None:
     r = api.post("/api/code-usage", {"terminal_id": "gate-1", "scans": [
         code_scan(str(date.today()))]}, KS_TERMINAL)
     problem(r, 422, "scans.0.scheme_id")
+
+
+def test_a_full_report_fits_the_body_limit(api: Api) -> None:
+    """10,001 scans (2.6 MB, over the default 1 MiB body limit): refused by
+    their count, not by their size."""
+    scan = code_scan(api.scheme(), reason="x" * 100, result="refused")
+    r = api.post("/api/code-usage", {"terminal_id": "gate-1",
+                                     "scans": [scan] * 10_001}, KS_TERMINAL)
+    assert problem(r, 422, "scans")["detail"].startswith("scans: ")
