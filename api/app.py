@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from api import openapi, problems
 from api.deps import Runtime
 from api.limits import DEFAULT_MAX_BODY, BodyLimit
-from api.routers import ROUTERS, card_batches, pages
+from api.routers import ROUTERS, card_batches, code_usage, pages
 from api.settings import Settings
 
 DESCRIPTION = """
@@ -24,7 +24,8 @@ name the field. Tokens come from `cityunion token issue`.
 
 A command may carry an `Idempotency-Key` header: it then commits at most once
 for that key, and a retry with the same key and body is answered with the
-first receipt. Request bodies are limited to 1 MiB (card batches: 8 MiB).
+first receipt. Request bodies are limited to 1 MiB (card batches and code
+usage reports: 8 MiB).
 """
 
 
@@ -50,7 +51,8 @@ def create_app(settings: Settings | None = None,
         app.include_router(router)
     app.mount("/static", pages.static_files(), name="static")
     app.add_middleware(BodyLimit, default=DEFAULT_MAX_BODY,
-                       larger={card_batches.router.prefix: card_batches.MAX_BODY})
+                       larger={card_batches.router.prefix: card_batches.MAX_BODY,
+                               code_usage.router.prefix: code_usage.MAX_BODY})
 
     def document() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -205,8 +205,10 @@ def main() -> None:
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--requests", type=int, default=200)
     a = p.parse_args()
-    if not a.dsn:
-        p.error("--dsn (or $CITYUNION_TEST_PG_DSN) names a PostgreSQL server")
+    if not a.dsn or not a.dsn.startswith(("postgresql://", "postgres://")):
+        # a key=value DSN would be taken for a SQLite file name downstream
+        p.error("--dsn (or $CITYUNION_TEST_PG_DSN): a postgresql:// URL naming "
+                "a PostgreSQL server")
     from api.tokens import TokenService
 
     name = f"cu_bench_stats_{secrets.token_hex(4)}"

@@ -1,10 +1,10 @@
 """The cityunion contract: every family's commands and queries in one registry.
 
 The contract grows by family, one module each (``identifiers``, ``codes``,
-``issuing``, ``cards``, ``settlement``, ``blacklist``, ``audit``), all registering into
-``chaincode.registry``; importing this module registers them all, and
-``invoke`` is what a ledger runs (the embedded node and the chaincode server
-alike).
+``issuing``, ``usage``, ``cards``, ``settlement``, ``blacklist``, ``audit``,
+``cameras``, ``calls``), all registering into ``chaincode.registry``;
+importing this module registers them all, and ``invoke`` is what a ledger runs
+(the embedded node and the chaincode server alike).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from chaincode import (
     identifiers,
     issuing,
     settlement,
+    usage,
 )
 from chaincode.cards import MAX_BATCH_RECORDS, CardRecord, card_leaf
 from chaincode.identifiers import derive_identifier_id
@@ -41,7 +42,7 @@ from chaincode.registry import (
 )
 
 FAMILIES = (identifiers, codes, issuing, cards, settlement, blacklist, audit,
-            cameras, calls)
+            cameras, calls, usage)
 
 __all__ = ["COMMANDS", "EVENT_NAME", "FAMILIES", "MAX_BATCH_RECORDS", "QUERIES",
            "Args", "CardRecord", "Ciphertext", "CodeType", "Context", "Day", "Hash",

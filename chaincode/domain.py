@@ -803,8 +803,9 @@ class UserCertificate(LedgerAggregate):
 
 class CodeBatch(LedgerAggregate):
     """Static codes issued together for one scheme (发码): how many, valid
-    when, signed by which key, to which guide URL, and the Merkle root of their
-    serials. The codes themselves never go on chain."""
+    when, signed by which key, to which guide URL, the Merkle root of their
+    serials and the prefix every serial starts with (unique in the scheme).
+    The codes themselves never go on chain."""
 
     @staticmethod
     def create_id(scheme_id: str, merkle_root: str, **_: Any) -> UUID:
@@ -814,7 +815,7 @@ class CodeBatch(LedgerAggregate):
     def __init__(self, scheme_id: str, city: str, department: str,
                  guide_url_id: str, signer_fingerprint: str, count: int,
                  not_before: str, not_after: str, merkle_root: str,
-                 issued_by: str) -> None:
+                 serial_prefix: str, issued_by: str) -> None:
         self.scheme_id = scheme_id
         self.city = city
         self.department = department
@@ -824,4 +825,28 @@ class CodeBatch(LedgerAggregate):
         self.not_before = not_before
         self.not_after = not_after
         self.merkle_root = merkle_root
+        self.serial_prefix = serial_prefix
         self.issued_by = issued_by
+
+
+class CodeUsage(LedgerAggregate):
+    """Scans of city QR codes reported by a city's terminal (用码), one report
+    per Merkle root of its scans. Serials are random and codes appear only as
+    their SM3, so a report holds no personal data."""
+
+    @staticmethod
+    def create_id(merkle_root: str, **_: Any) -> UUID:
+        return derive_id("codeusage", merkle_root)
+
+    @event("Reported")
+    def __init__(self, city: str, terminal_id: str, merkle_root: str, count: int,
+                 valid: int, refused: int, scans: list[dict[str, Any]],
+                 reported_by: str) -> None:
+        # the scans travel in the event (the read side's); the state keeps counts
+        self.city = city
+        self.terminal_id = terminal_id
+        self.merkle_root = merkle_root
+        self.count = count
+        self.valid = valid
+        self.refused = refused
+        self.reported_by = reported_by

@@ -75,6 +75,9 @@ Moment = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$",
 
 
 CodeCount = Annotated[int, Field(ge=1, le=1_000_000)]  # codes in one batch
+# Every serial of a batch (24 lowercase hex digits, 12 bytes) starts with the
+# batch's prefix, so a scan names its batch without a list of serials on chain.
+SerialPrefix = Annotated[str, Field(pattern=r"^[0-9a-f]{8}$")]
 
 
 class CodeBatchArgs(Args):
@@ -85,6 +88,7 @@ class CodeBatchArgs(Args):
     not_before: Moment
     not_after: Moment
     merkle_root: Hash
+    serial_prefix: SerialPrefix
 
 
 def _certificate(pem: str, now: datetime) -> x509.Certificate:
@@ -358,11 +362,16 @@ def _moment(value: str, field: str) -> datetime:
         raise InvalidArgument(f"{value!r} is not a UTC time", field) from None
 
 
+# ``cbp~<scheme id>~<serial prefix>`` -> the batch's id: a prefix names one
+# batch of its scheme.
+_SERIAL_PREFIX = "cbp~"
+
+
 @command("IssueCodeBatch", CodeBatchArgs, Role.DEPARTMENT)
 def issue_code_batch(ctx: Context, a: CodeBatchArgs) -> dict[str, Any]:
     """A department records static codes it issued for its approved scheme:
     one event per batch (count, validity, signer, guide URL, Merkle root of
-    the serials), never one per code."""
+    the serials, their common prefix), never one per code."""
     scheme = _own_approved_scheme(ctx, a.scheme_id)
     url: GuideUrl = ctx.session.get(a.guide_url_id, GuideUrl, "guide URL",
                                     "guide_url_id")
@@ -392,10 +401,17 @@ def issue_code_batch(ctx: Context, a: CodeBatchArgs) -> dict[str, Any]:
     if ctx.session.exists(batch_id):
         raise Conflict("a batch with these serials is already issued",
                        field="merkle_root")
+    prefix_key = f"{_SERIAL_PREFIX}{scheme.id}~{a.serial_prefix}"
+    if ctx.stub.get_state(prefix_key) is not None:
+        raise Conflict(f"serial prefix {a.serial_prefix} is already used by a "
+                       "batch of this scheme; choose another",
+                       field="serial_prefix")
     batch = CodeBatch(scheme_id=str(scheme.id), city=scheme.city,
                       department=scheme.department, guide_url_id=str(url.id),
                       signer_fingerprint=key.fingerprint, count=a.count,
                       not_before=a.not_before, not_after=a.not_after,
-                      merkle_root=a.merkle_root, issued_by=str(ctx.caller))
+                      merkle_root=a.merkle_root, serial_prefix=a.serial_prefix,
+                      issued_by=str(ctx.caller))
+    ctx.stub.put_state(prefix_key, str(batch.id).encode())
     ctx.session.save(batch)
     return {"id": str(batch.id), "count": a.count}

@@ -326,7 +326,8 @@ class Scenario:
             "signer_fingerprint": kunshan[1].fingerprint, "count": len(codes),
             "not_before": start.strftime(moment), "not_after": end.strftime(moment),
             "merkle_root": merkle_root_of(
-                parse(c).serial.hex().encode() for c in codes)})
+                parse(c).serial.hex().encode() for c in codes),
+            "serial_prefix": prefix})
         rider, rider_public = crypto.get_backend().sm2_generate()
         dynamic = make_dynamic(issue_user_cert(
             institution_private=taicang[0],

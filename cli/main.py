@@ -14,7 +14,7 @@ from ledger.protocol import LedgerError
 # Modules that add subcommands; each has register(subparsers).
 AREAS = ["cli.demo", "cli.ledger", "cli.serve", "cli.token", "cli.projections",
          "cli.network", "cli.crypto", "cli.workers", "cli.video", "cli.voice",
-         "cli.qr"]
+         "cli.qr", "cli.qr_usage"]  # after cli.qr: it adds a verb to the qr command
 
 
 def build_parser() -> argparse.ArgumentParser:

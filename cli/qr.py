@@ -11,7 +11,7 @@ import secrets
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaincode.merkle import merkle_root_of
 from cli.common import UserError, add_data_dir, add_ledger, connect_args, print_json
@@ -19,6 +19,9 @@ from ledger import crypto
 from ledger.connect import ensure_identity
 from ledger.crypto import x509
 from ledger.crypto.errors import CryptoError
+
+if TYPE_CHECKING:
+    from ledger.qrcode.verify import Verdict
 
 IMAGE_SUFFIXES = (".png", ".svg")
 
@@ -101,6 +104,9 @@ def register(sub: Any) -> None:
     verify.add_argument("--content-key", type=Path,
                         help="the scheme's SM4 content key, to read encrypted "
                         "content")
+    verify.add_argument("--log", type=Path,
+                        help="the terminal's scan log directory: the scan is "
+                        "logged for `cityunion qr report`")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(run=run_verify)
 
@@ -218,7 +224,8 @@ def run_issue(args: argparse.Namespace) -> int:
             "signer_fingerprint": cert.fingerprint, "count": len(codes),
             "not_before": start.isoformat().replace("+00:00", "Z"),
             "not_after": end.isoformat().replace("+00:00", "Z"),
-            "merkle_root": merkle_root_of(s.encode() for _, s, _ in codes)})
+            "merkle_root": merkle_root_of(s.encode() for _, s, _ in codes),
+            "serial_prefix": prefix})
     finally:
         conn.close()
     if single:
@@ -231,7 +238,7 @@ def run_issue(args: argparse.Namespace) -> int:
             w.writerow(("identifier_id", "serial", "code"))
             w.writerows(codes)
         for identifier, serial_hex, text in codes:
-            _write(text, args.out / f"{identifier}-{serial_hex[-8:]}.png")
+            _write(text, args.out / f"{identifier}-{serial_hex[8:]}.png")
     print(f"issued {len(codes)} code(s), batch {receipt.result['id']} in block "
           f"{receipt.block_number}")
     return 0
@@ -313,6 +320,20 @@ def run_dynamic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log(directory: Path, verdict: Verdict, text: str) -> None:
+    """Log the scan for the usage report; a text that is no code of a scheme
+    in the bundle cannot be reported, and is said so."""
+    from ledger.qrcode.usage import ScanLog
+
+    if verdict.serial is None or verdict.scheme_id is None or verdict.kind is None:
+        print(f"not logged: {verdict.reason}", file=sys.stderr)
+        return
+    with ScanLog(directory) as log:
+        log.add(serial=verdict.serial, scheme_id=verdict.scheme_id,
+                kind=verdict.kind, valid=verdict.ok, code_text=text,
+                reason=None if verdict.ok else verdict.reason)
+
+
 def run_verify(args: argparse.Namespace) -> int:
     from ledger.qrcode.bundle import open_bundle
     from ledger.qrcode.codes import StaticCode, read_content
@@ -324,7 +345,10 @@ def run_verify(args: argparse.Namespace) -> int:
     except (CryptoError, ValueError) as e:
         raise UserError(f"--bundle: {e}") from None
     key = _content_key(args.content_key, "--content-key")
-    verdict = Verifier(bundle).verify(_code_text(args.code))
+    text = _code_text(args.code)
+    verdict = Verifier(bundle).verify(text)
+    if args.log is not None:
+        _log(args.log, verdict, text)
     out: dict[str, Any] = {"ok": verdict.ok, "reason": verdict.reason,
                            "kind": verdict.kind, "serial": verdict.serial,
                            "scheme_id": verdict.scheme_id}

@@ -342,6 +342,103 @@ def risk_alerts(db: Database, where: Where, limit: int, offset: int) -> Page:
     return found
 
 
+# ------------------------------------------------------------------ code usage
+# A city sees the scans made in it and those of its own schemes' codes.
+INVOLVES_SCAN_CITY = ("(city = ? OR scheme_id IN (SELECT id FROM code_schemes "
+                      "WHERE city = ?))")
+INVOLVES_ALERT_CITY = ("(EXISTS (SELECT 1 FROM code_alert_cities c WHERE "
+                       "c.alert_id = code_alerts.id AND c.city = ?) OR scheme_id "
+                       "IN (SELECT id FROM code_schemes WHERE city = ?))")
+_SCAN_COLUMNS = ("report_id, idx, city, terminal_id, serial, scheme_id, kind, "
+                 "scanned_at, result, reason, code_sm3, reported_at")
+
+
+def code_scans(db: Database, serial: str, city: str | None) -> Row:
+    """One code's scans, oldest first (those ``city`` may see), and the batches
+    whose serial prefix it carries."""
+    where = Where().eq("serial", serial).cond(INVOLVES_SCAN_CITY, city, city)
+    scans = db.query(f"SELECT {_SCAN_COLUMNS} FROM code_scans{where.sql()} "
+                     "ORDER BY ts, report_id, idx", where.params)
+    batches = Where().eq("serial_prefix", serial[:8]).eq("city", city)
+    return {"serial": serial, "scans": scans, "batches": db.query(
+        f"SELECT * FROM code_batches{batches.sql()} ORDER BY issued_at, id",
+        batches.params)}
+
+
+def code_usage(db: Database, scheme: str | None, city: str | None,
+               day_from: str | None, day_to: str | None) -> list[Row]:
+    """Scans per day, scheme, scanning city, kind and result; ``city``: those
+    scanned in it or of its schemes."""
+    where = (Where().eq("scheme_id", scheme).cond("day >= ?", day_from)
+             .cond("day <= ?", day_to).cond(INVOLVES_SCAN_CITY, city, city))
+    return db.query("SELECT day, scheme_id, city, kind, result, scans FROM "
+                    f"code_usage_daily{where.sql()} ORDER BY day, scheme_id, "
+                    "city, kind, result", where.params)
+
+
+def _batches_scanned(db: Database, city: str | None, issued_by: int | None,
+                     since: int | None, until: int | None) -> list[Row]:
+    """Code batches (of ``city``, issued at ``issued_by`` or before) with the
+    distinct serials of theirs scanned valid from ``since`` until before
+    ``until`` (epoch seconds; None: unbounded)."""
+    window = Where().cond("s.ts >= ?", since).cond("s.ts < ?", until)
+    where = (Where().eq("b.city", city).cond("b.issued_ts <= ?", issued_by)
+             .cond("b.serial_prefix IS NOT NULL"))
+    rows = db.query(
+        "SELECT b.id, b.scheme_id, b.city, b.department, b.code_count, "
+        "b.serial_prefix, b.not_before, b.not_after, b.merkle_root, b.issued_at, "
+        "(SELECT COUNT(DISTINCT s.serial) FROM code_scans s WHERE "
+        "s.scheme_id = b.scheme_id AND s.serial_prefix = b.serial_prefix AND "
+        "s.kind = 'static' AND s.result = 'valid'"
+        + "".join(f" AND {c}" for c in window.clauses) + ") AS scanned "
+        f"FROM code_batches b{where.sql()} ORDER BY b.scheme_id, b.issued_at, b.id",
+        [*window.params, *where.params])
+    for r in rows:
+        r["code_count"], r["scanned"] = int(r["code_count"]), int(r["scanned"])
+    return rows
+
+
+def zombie_batches(db: Database, until: int, days: int, city: str | None,
+                   limit: int, offset: int) -> Page:
+    """Batches issued at least ``days`` days before ``until`` (epoch seconds)
+    with codes not scanned valid in those days (僵尸码): issued minus the
+    distinct serials scanned; most zombies first."""
+    since = until - days * 86_400
+    rows = [{**r, "zombie": r["code_count"] - r["scanned"]}
+            for r in _batches_scanned(db, city, since, since, until)
+            if r["code_count"] > r["scanned"]]
+    rows.sort(key=lambda r: (-r["zombie"], r["issued_at"], r["id"]))
+    return Page(rows[offset:offset + limit], len(rows), limit, offset)
+
+
+def over_issuing(db: Database, ratio: float, city: str | None) -> list[Row]:
+    """Schemes whose codes issued are at least ``ratio`` times the distinct
+    codes ever scanned valid (none scanned: any issued), with their batches;
+    the highest ratio first."""
+    schemes: dict[str, Row] = {}
+    for b in _batches_scanned(db, city, None, None, None):
+        s = schemes.setdefault(b["scheme_id"], {
+            "scheme_id": b["scheme_id"], "city": b["city"],
+            "department": b["department"], "issued": 0, "scanned": 0,
+            "batches": []})
+        s["issued"] += b["code_count"]
+        s["scanned"] += b["scanned"]
+        s["batches"].append({k: b[k] for k in ("id", "code_count", "serial_prefix",
+                                               "issued_at", "scanned")})
+    out = [{**s, "ratio": s["issued"] / s["scanned"] if s["scanned"] else None}
+           for s in schemes.values() if s["issued"] >= ratio * s["scanned"]]
+    out.sort(key=lambda s: (s["ratio"] is not None, -(s["ratio"] or 0),
+                            s["scheme_id"]))
+    return out
+
+
+def code_alerts(db: Database, where: Where, limit: int, offset: int) -> Page:
+    found = page(db, "code_alerts", where, "detected_at DESC, id", limit, offset)
+    for r in found.items:
+        r["records"] = json.loads(r["records"])
+    return found
+
+
 # ---------------------------------------------------------------------- blocks
 def blocks(db: Database, where: Where, limit: int, offset: int) -> Page:
     return page(db, "block_summaries", where, "number DESC", limit, offset)

@@ -783,9 +783,144 @@ class CallCampaigns(Projection):
                      ev.aggregate_id))
 
 
+# Supervision of city QR codes (监管), read side only like the risk rules: a
+# finding is worth a person's look, it decides nothing on chain.
+# - a likely copy: one static serial scanned valid in two different cities
+#   within this many seconds (one printed code cannot travel that fast);
+COPY_S = 10 * 60
+# - a dynamic replay: one dynamic code (its SM3) accepted by two terminals
+#   (a dynamic code is accepted once), however far apart in time.
+
+
+class CodeUsage(Projection):
+    """City QR code batches (from CodeBatchIssued), every reported scan, the
+    scans per day, scheme, city, kind and result, and the supervision alerts
+    (likely copies, dynamic replays) with the scans behind each."""
+
+    name = "code_usage"
+    tables = ("code_alert_cities", "code_alerts", "code_usage_daily",
+              "code_scans", "code_usage_reports", "code_batches")
+    schema = """
+    CREATE TABLE IF NOT EXISTS code_batches (
+        id TEXT PRIMARY KEY, scheme_id TEXT NOT NULL, city TEXT NOT NULL,
+        department TEXT NOT NULL, code_count BIGINT NOT NULL,
+        not_before TEXT NOT NULL, not_after TEXT NOT NULL, serial_prefix TEXT,
+        merkle_root TEXT NOT NULL, signer_fingerprint TEXT NOT NULL,
+        issued_by TEXT NOT NULL, issued_at TEXT NOT NULL, issued_ts BIGINT NOT NULL);
+    CREATE INDEX IF NOT EXISTS code_batches_scheme
+        ON code_batches (scheme_id, serial_prefix);
+    CREATE TABLE IF NOT EXISTS code_usage_reports (
+        id TEXT PRIMARY KEY, city TEXT NOT NULL, terminal_id TEXT NOT NULL,
+        merkle_root TEXT NOT NULL, scan_count INTEGER NOT NULL,
+        valid_count INTEGER NOT NULL, refused_count INTEGER NOT NULL,
+        reported_by TEXT NOT NULL, reported_at TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS code_scans (
+        report_id TEXT NOT NULL, idx INTEGER NOT NULL, city TEXT NOT NULL,
+        terminal_id TEXT NOT NULL, serial TEXT NOT NULL,
+        serial_prefix TEXT NOT NULL, scheme_id TEXT NOT NULL, kind TEXT NOT NULL,
+        scanned_at TEXT NOT NULL, ts BIGINT NOT NULL, day TEXT NOT NULL,
+        result TEXT NOT NULL, reason TEXT, code_sm3 TEXT NOT NULL,
+        reported_at TEXT NOT NULL, PRIMARY KEY (report_id, idx));
+    CREATE INDEX IF NOT EXISTS code_scans_serial ON code_scans (serial, ts);
+    CREATE INDEX IF NOT EXISTS code_scans_batch
+        ON code_scans (scheme_id, serial_prefix, ts);
+    CREATE INDEX IF NOT EXISTS code_scans_sm3 ON code_scans (code_sm3);
+    CREATE TABLE IF NOT EXISTS code_usage_daily (
+        day TEXT NOT NULL, scheme_id TEXT NOT NULL, city TEXT NOT NULL,
+        kind TEXT NOT NULL, result TEXT NOT NULL, scans BIGINT NOT NULL,
+        PRIMARY KEY (day, scheme_id, city, kind, result));
+    CREATE TABLE IF NOT EXISTS code_alerts (
+        id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL,
+        scheme_id TEXT NOT NULL, day TEXT NOT NULL, detail TEXT NOT NULL,
+        records TEXT NOT NULL, detected_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS code_alerts_kind ON code_alerts (kind, day);
+    CREATE TABLE IF NOT EXISTS code_alert_cities (
+        alert_id TEXT NOT NULL, city TEXT NOT NULL, PRIMARY KEY (alert_id, city))
+    """
+
+    @on("CodeBatchIssued")
+    def issued(self, cur: Cursor, ev: CommittedEvent) -> None:
+        d = ev.data
+        cur.execute("INSERT INTO code_batches VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ev.aggregate_id, d["scheme_id"], d["city"], d["department"],
+                     d["count"], d["not_before"], d["not_after"],
+                     d.get("serial_prefix"),  # none before prefixes were required
+                     d["merkle_root"], d["signer_fingerprint"], d["issued_by"],
+                     ev.timestamp, _epoch(ev.timestamp)))
+
+    @on("CodeUsageReported")
+    def reported(self, cur: Cursor, ev: CommittedEvent) -> None:
+        d, report = ev.data, ev.aggregate_id
+        cur.execute("INSERT INTO code_usage_reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (report, d["city"], d["terminal_id"], d["merkle_root"],
+                     d["count"], d["valid"], d["refused"], d["reported_by"],
+                     ev.timestamp))
+        scans = [(report, i, d["city"], d["terminal_id"], s["serial"],
+                  s["serial"][:8], s["scheme_id"], s["kind"], s["at"],
+                  _epoch(s["at"]), s["at"][:10], s["result"], s.get("reason"),
+                  s["code_sm3"], ev.timestamp) for i, s in enumerate(d["scans"])]
+        cur.executemany("INSERT INTO code_scans VALUES "
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", scans)
+        daily: dict[tuple[str, ...], int] = {}
+        for s in scans:
+            key = (s[10], s[6], s[2], s[7], s[11])  # day, scheme, city, kind, result
+            daily[key] = daily.get(key, 0) + 1
+        cur.executemany(
+            "INSERT INTO code_usage_daily VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT "
+            "(day, scheme_id, city, kind, result) DO UPDATE SET scans = "
+            "code_usage_daily.scans + excluded.scans",
+            [(*k, n) for k, n in sorted(daily.items())])
+        pair = ("SELECT a.idx AS a_idx, a.{subject} AS subject, a.scheme_id, "
+                "a.city AS a_city, a.terminal_id AS a_terminal, "
+                "a.scanned_at AS a_at, a.day, b.report_id AS b_report, "
+                "b.idx AS b_idx, b.city AS b_city, b.terminal_id AS b_terminal, "
+                "b.scanned_at AS b_at FROM code_scans a JOIN code_scans b ON "
+                "b.{subject} = a.{subject} AND b.scheme_id = a.scheme_id AND "
+                "b.kind = a.kind AND b.result = 'valid' AND {near} WHERE "
+                "a.report_id = ? AND a.kind = ? AND a.result = 'valid' "
+                "ORDER BY a.idx, b.report_id, b.idx")
+        self._alerts(cur, ev, "likely_copy", pair.format(
+            subject="serial", near="b.city <> a.city AND b.ts BETWEEN a.ts - ? "
+            "AND a.ts + ?"), (COPY_S, COPY_S, report, "static"),
+            "static code scanned valid in {a_city} at {a_at} and in {b_city} at "
+            "{b_at}")
+        self._alerts(cur, ev, "dynamic_replay", pair.format(
+            subject="code_sm3", near="(b.city <> a.city OR b.terminal_id <> "
+            "a.terminal_id)"), (report, "dynamic"),
+            "dynamic code accepted by {a_city} terminal {a_terminal} at {a_at} "
+            "and by {b_city} terminal {b_terminal} at {b_at}")
+
+    @staticmethod
+    def _alerts(cur: Cursor, ev: CommittedEvent, kind: str, sql: str,
+                params: tuple[Any, ...], detail: str) -> None:
+        """One alert per scan of this report that ``sql`` pairs with others,
+        with every scan of the pairs."""
+        found: dict[int, list[Row]] = {}
+        for row in cur.query(sql, params):
+            found.setdefault(row["a_idx"], []).append(row)
+        for idx, rows in found.items():
+            first = rows[0]
+            records = [{"report_id": ev.aggregate_id, "idx": idx,
+                        "city": first["a_city"], "terminal_id": first["a_terminal"],
+                        "at": first["a_at"]}] + [
+                {"report_id": r["b_report"], "idx": r["b_idx"], "city": r["b_city"],
+                 "terminal_id": r["b_terminal"], "at": r["b_at"]} for r in rows]
+            alert = f"{kind}:{ev.aggregate_id}:{idx}"
+            if cur.execute("INSERT INTO code_alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                           "ON CONFLICT (id) DO NOTHING",
+                           (alert, kind, first["subject"], first["scheme_id"],
+                            first["day"], detail.format(**first),
+                            json.dumps(records), ev.timestamp)):
+                cur.executemany("INSERT INTO code_alert_cities VALUES (?, ?)",
+                                [(alert, c) for c in sorted({r["city"]
+                                                             for r in records})])
+
+
 EVENT_PROJECTIONS: tuple[Projection, ...] = (Identifiers(), CodeSchemes(),
                                              CardTransactions(), Clearing(),
                                              Blacklist(), CardAnalytics(),
-                                             VideoAlerts(), CallCampaigns())
+                                             VideoAlerts(), CallCampaigns(),
+                                             CodeUsage())
 BLOCKS = Blocks()
 ALL_PROJECTIONS: tuple[Projection, ...] = (*EVENT_PROJECTIONS, BLOCKS)

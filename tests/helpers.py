@@ -281,7 +281,8 @@ _ISSUER_KEYS: dict[int, IssuerKeys] = {}
 
 def code_batch_args(w: World, days: int = 30) -> dict[str, Any]:
     """IssueCodeBatch of 10 codes of the world's approved scheme, to an approved
-    guide URL, signed by Kunshan's institution key, valid ``days`` from now."""
+    guide URL, signed by Kunshan's institution key, valid ``days`` from now,
+    under a random serial prefix."""
     start = datetime.now(UTC).replace(microsecond=0)
     moment = "%Y-%m-%dT%H:%M:%SZ"
     return {"scheme_id": w.approved_scheme(), "guide_url_id": w.approved_url(),
@@ -289,7 +290,27 @@ def code_batch_args(w: World, days: int = 30) -> dict[str, Any]:
                                    if w.ids is not None else "ab" * 32),
             "count": 10, "not_before": start.strftime(moment),
             "not_after": (start + timedelta(days=days)).strftime(moment),
-            "merkle_root": unique_hash()}
+            "merkle_root": unique_hash(), "serial_prefix": secrets.token_hex(4)}
+
+
+def code_scan(scheme_id: str, serial: str | None = None, kind: str = "static",
+              at: str = TIME, result: str = "valid", reason: str | None = None,
+              code: str | None = None) -> dict[str, Any]:
+    """A scan as a terminal reports it: a random serial unless given, the code
+    only as the SM3 of its text (``code``, default one made of the serial)."""
+    serial = serial or secrets.token_hex(12)
+    scan = {"serial": serial, "scheme_id": scheme_id, "kind": kind, "at": at,
+            "result": result, "code_sm3": sm3_hex(code or f"code-{serial}")}
+    if reason is not None:
+        scan["reason"] = reason
+    return scan
+
+
+def usage_args(scans: list[dict[str, Any]], terminal_id: str = "T1"
+               ) -> dict[str, Any]:
+    """ReportCodeUsage arguments with the scans' Merkle root (chaincode.usage)."""
+    return {"terminal_id": terminal_id, "scans": scans,
+            "merkle_root": merkle_root(scans)}
 
 
 def issuer_keys(ids: Clients[Any]) -> IssuerKeys:
@@ -632,6 +653,9 @@ VALID.update({
     "RevokeUserCertificate": (("Kunshan", "admin"), lambda w: {
         "scheme_id": w.approved_scheme(), "user_id": secrets.token_hex(8),
         "until": "2031-01-01T00:00:00Z", "reason": "phone lost"}),
+    "ReportCodeUsage": (("Kunshan", "terminal"), lambda w: usage_args([
+        code_scan(w.scheme), code_scan(w.scheme, kind="dynamic",
+                                       result="refused", reason="expired")])),
     "StartCallCampaign": (("Kunshan", "transport"), lambda w: call_campaign_args(
         w.unique("survey2"))),
     "CompleteCallCampaign": (("Kunshan", "transport"), lambda w: {

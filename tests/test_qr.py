@@ -252,3 +252,57 @@ def test_dynamic_codes_and_sm4_content_through_the_cli(
     assert json.loads(capsys.readouterr().out)["content"] == "张三 3201"
     rc, verdict = _verify(s, out.read_text().strip(), bundle, capsys)
     assert rc == 0 and "content" not in verdict  # no key, no content
+
+
+def test_a_terminal_logs_its_scans_and_reports_them(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """verify --log, then `qr report`: one CodeUsageReported with the valid
+    and the refused scan; nothing is left pending."""
+    s, root = setup, setup["root"]
+    conn = connect("embedded", data_dir=s["data"])
+    try:  # the other tests may have revoked the setup key: a fresh one
+        ids = Clients(conn)
+        private, cert = certificate({**KUNSHAN, "organizational_unit_name":
+                                     "transport"}, issuer_keys(ids).institution)
+        ids("Kunshan", "admin").submit("CertifyUserKey", {"certificate_pem":
+                                                          cert.pem})
+        height = ids(CENTER, "auditor").height()
+    finally:
+        conn.close()
+    (root / "key.pem").write_bytes(crypto.private_key_to_pem(private))
+    (root / "cert.pem").write_text(cert.pem)
+    out = root / "scanned.txt"
+    assert _issue(s, "--identifier", s["places"][1], "--out", str(out)) == 0
+    text = out.read_text().strip()
+    bundle, log = _bundle(s, "scan-bundle.json"), root / "scans"
+    for code in (text, "HC1:not-a-code"):
+        _cli("qr", "verify", code, "--bundle", str(bundle), "--bundle-key",
+             str(root / "node.pem"), "--log", str(log))
+    assert "not logged: not a city QR code" in capsys.readouterr().err
+    # the same code seen by a terminal whose clock is past its window
+    node_key = crypto.public_key_from_pem((root / "node.pem").read_bytes())
+    code = parse(text)
+    assert isinstance(code, StaticCode)
+    verdict = Verifier(open_bundle(json.loads(bundle.read_text()), node_key)
+                       ).verify(text, datetime.fromtimestamp(code.not_after + 60,
+                                                             UTC))
+    assert not verdict.ok and verdict.scheme_id == s["scheme"]
+    from cli.qr import _log
+    _log(log, verdict, text)
+    assert _cli("qr", "report", "--data-dir", str(s["data"]), "--log", str(log),
+                "--terminal", "gate-7", "--city", "Kunshan") == 0
+    assert "reported 2 scan(s)" in capsys.readouterr().out
+    conn = connect("embedded", data_dir=s["data"], read_only=True)
+    try:
+        events = [e for e in Clients(conn)(CENTER, "auditor").events()
+                  if e.position.block >= height and e.type == "CodeUsageReported"]
+    finally:
+        conn.close()
+    assert len(events) == 1
+    scans = events[0].data["scans"]
+    assert [(x["serial"], x["result"]) for x in scans] == [
+        (parse(text).serial.hex(), "valid"), (parse(text).serial.hex(), "refused")]
+    assert scans[1]["reason"] == verdict.reason
+    assert _cli("qr", "report", "--data-dir", str(s["data"]), "--log", str(log),
+                "--terminal", "gate-7", "--city", "Kunshan") == 0
+    assert "no scans to report" in capsys.readouterr().out

@@ -9,13 +9,20 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import CommandsDep, CurrentIdentity, LedgerDep, RuntimeDep, blocking
 from api.problems import COMMAND, COMMAND_ON, QUERY
 from api.schemas import CommandResult, Request, Sealed
 from chaincode.contract import Hash, Text
-from chaincode.issuing import CertificatePem, CodeCount, Moment, Url, UserId
+from chaincode.issuing import (
+    CertificatePem,
+    CodeCount,
+    Moment,
+    SerialPrefix,
+    Url,
+    UserId,
+)
 
 router = APIRouter(prefix="/api/issuer-keys", tags=["code schemes"])
 bundle = APIRouter(prefix="/api/trust-bundle", tags=["code schemes"])
@@ -70,6 +77,9 @@ class CodeBatchCreate(Request):
     not_before: Moment
     not_after: Moment
     merkle_root: Hash
+    serial_prefix: SerialPrefix = Field(description="8 lowercase hex digits "
+                                        "every serial of the batch starts with; "
+                                        "unique in the scheme")
 
 
 @router.post("", status_code=201, responses=COMMAND)
@@ -132,7 +142,7 @@ async def issue_codes(scheme_id: UUID, body: CodeBatchCreate,
                       commands: CommandsDep) -> CommandResult:
     """IssueCodeBatch (the scheme's department): static codes issued offline
     (``cityunion qr issue``), recorded as one event: count, validity, signer,
-    guide URL and the Merkle root of their serials."""
+    guide URL, the Merkle root of their serials and the serials' prefix."""
     return await commands.submit("IssueCodeBatch", {
         "scheme_id": str(scheme_id), **body.model_dump(mode="json")})
 

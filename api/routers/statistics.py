@@ -35,7 +35,7 @@ class Rows(BaseModel):
     rows: list[dict[str, Any]]
 
 
-def _answer(rows: list[dict[str, Any]], format: str, name: str) -> Any:
+def answer(rows: list[dict[str, Any]], format: str, name: str) -> Any:
     if format == "json":  # rows of plain ints and strings: no model to check
         return JSONResponse({"rows": rows})
     out = io.StringIO()
@@ -60,7 +60,7 @@ async def volume(_: Leader, read: ReadDB,
     scene, type, or city (either side)."""
     rows = await read(queries.volume, group,
                       StatsFilter(day_from, day_to, scene, type, city))
-    return _answer(rows, format, f"volume-by-{group}")
+    return answer(rows, format, f"volume-by-{group}")
 
 
 @router.get("/year-on-year", responses={**READ, **CSV_TOO}, response_model=Rows)
@@ -70,7 +70,7 @@ async def year_on_year(_: Leader, read: ReadDB,
     """Per month of ``year``: records and amounts, beside the same month of the
     year before."""
     rows = await read(queries.year_on_year, year, city)
-    return _answer(rows, format, f"year-on-year-{year}")
+    return answer(rows, format, f"year-on-year-{year}")
 
 
 @router.get("/peak-days", responses={**READ, **CSV_TOO}, response_model=Rows)
@@ -80,7 +80,7 @@ async def peak_days(_: Leader, read: ReadDB, day_from: From = None,
                     format: Format = "json") -> Any:
     """The busiest business days by records, busiest first."""
     rows = await read(queries.peak_days, StatsFilter(day_from, day_to), limit)
-    return _answer(rows, format, "peak-days")
+    return answer(rows, format, "peak-days")
 
 
 @router.get("/ranking", responses={**READ, **CSV_TOO}, response_model=Rows)
@@ -91,4 +91,4 @@ async def ranking(_: Leader, read: ReadDB,
     """Member cities ranked by cross-city business: what they acquired (cards
     of other cities used there) plus what their cards did elsewhere."""
     rows = await read(queries.ranking, by, StatsFilter(day_from, day_to))
-    return _answer(rows, format, f"ranking-by-{by}")
+    return answer(rows, format, f"ranking-by-{by}")

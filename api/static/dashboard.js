@@ -285,6 +285,53 @@ async function renderVideo(t) {
   }
 }
 
+// City QR codes (read side of ReportCodeUsage): valid scans per day and city
+// over the last two weeks, the batches with most zombie codes, likely copies.
+const QR_DAYS = 14, QR_ROWS = 5;
+
+async function renderCodes(t) {
+  const headers = { Authorization: `Bearer ${t}` };
+  const since = new Date(Date.now() - (QR_DAYS - 1) * 86_400_000)
+    .toISOString().slice(0, 10);
+  const get = (path) => fetch(path, { headers, cache: "no-store" });
+  const [usage, zombies, copies] = await Promise.all([
+    get(`/api/code-usage?from=${since}`),
+    get(`/api/code-usage/zombies?limit=${QR_ROWS}`),
+    get(`/api/code-usage/copies?limit=${QR_ROWS}`)]);
+  if (usage.ok) {
+    const per = new Map(), cities = new Set(), days = new Set();
+    for (const r of (await usage.json()).rows) {
+      cities.add(r.city);
+      days.add(r.day);
+      const key = `${r.day}|${r.city}`;
+      const sums = per.get(key) || { valid: 0, refused: 0 };
+      sums[r.result] += r.scans;
+      per.set(key, sums);
+    }
+    const cs = [...cities].sort();
+    table("qr-daily", ["day", ...cs], [...days].sort().reverse().map((d) => [
+      d, ...cs.map((c) => {
+        const n = per.get(`${d}|${c}`);
+        return n ? { text: String(n.valid), sub: `${n.refused} refused` }
+          : { text: "–", cls: "note" };
+      })]));
+  }
+  if (zombies.ok) {
+    table("qr-zombies", ["batch", "issued", "scanned", "zombie"],
+      (await zombies.json()).items.map((z) => [
+        { text: `${z.serial_prefix}…`, cls: "mono", title: z.id,
+          sub: `${z.city} ${z.department}` },
+        z.code_count, z.scanned, { text: String(z.zombie), cls: "warn" }]));
+  }
+  if (copies.ok) {
+    table("qr-copies", ["code", "scanned in", "day"],
+      (await copies.json()).items.map((a) => [
+        { text: `${a.subject.slice(0, 12)}…`, cls: "mono", title: a.subject },
+        { text: a.records.map((r) => r.city).join(" · "), title: a.detail },
+        a.day]));
+  }
+}
+
 function showLogin(message) {
   $("board").hidden = true;
   $("login").hidden = false;
@@ -332,10 +379,12 @@ async function poll() {
       console.error(e);
       showStatus(`cannot draw the summary: ${e.message}`, "bad");
     }
-    try {
-      await renderVideo(t);
-    } catch (e) {
-      console.error(e);  // the rest of the board stands without it
+    for (const part of [renderVideo, renderCodes]) {
+      try {
+        await part(t);
+      } catch (e) {
+        console.error(e);  // the rest of the board stands without it
+      }
     }
   }
   timer = setTimeout(poll, POLL_MS);

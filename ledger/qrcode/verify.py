@@ -13,7 +13,7 @@ expiry and revocation, the scheme, the user's signature, the time window
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -129,8 +129,15 @@ class Verifier:
         except ValueError as e:
             return Verdict(False, str(e))
         if isinstance(code, StaticCode):
-            return self._static(code, now)
-        return self._dynamic(code, now)
+            verdict = self._static(code, now)
+            scheme = self.schemes.get(code.scheme)
+        else:
+            verdict = self._dynamic(code, now)
+            scheme = self.schemes.get(code.cert.scheme)
+        if verdict.scheme_id is None and scheme is not None:
+            # a refused code of a known scheme is reported as that scheme's
+            verdict = replace(verdict, scheme_id=scheme["id"])
+        return verdict
 
     def _scheme(self, code: Code, scheme: bytes, city: str
                 ) -> tuple[str | None, dict[str, Any] | None]:

@@ -222,7 +222,8 @@ def test_system_endpoints(api: Api) -> None:
     assert set(status["positions"]) == {"identifiers", "code_schemes",
                                         "card_transactions", "clearing",
                                         "card_blacklist", "card_analytics",
-                                        "blocks", "video_alerts", "call_campaigns"}
+                                        "blocks", "video_alerts", "call_campaigns",
+                                        "code_usage"}
     problem(api.client.get("/api/nothing-here"), 404)
     problem(api.client.delete("/api/identifiers"), 405)
     docs = api.client.get("/docs")

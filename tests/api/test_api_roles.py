@@ -5,6 +5,7 @@ allowed role succeeds. Read endpoints with role limits are checked too."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from helpers import (
     call_campaign_args,
     card_record,
     certificate,
+    code_scan,
     issuer_keys,
     unique_hash,
 )
@@ -73,7 +75,7 @@ def _code_batch(api: Api) -> Call:
         "signer_fingerprint": issuer_keys(api.clients).institution[1].fingerprint,
         "count": 3, "not_before": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "not_after": (start + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "merkle_root": unique_hash()})
+        "merkle_root": unique_hash(), "serial_prefix": secrets.token_hex(4)})
 
 
 def _user_key(api: Api) -> str:
@@ -196,6 +198,8 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
         f"/api/code-schemes/{api.approved_scheme()}/user-revocations", {
             "user_id": unique_hash()[:16], "until": "2031-01-01T00:00:00Z",
             "reason": "phone lost"}),
+    "ReportCodeUsage": lambda api: ("/api/code-usage", {
+        "terminal_id": "gate-1", "scans": [code_scan(api.scheme())]}),
     "BlacklistCards": lambda api: ("/api/card-blacklist", {"cards": [{
         "card_id_hash": unique_hash(), "reason": "lost",
         "since": "2031-01-01T00:00:00Z"}]}),

@@ -12,6 +12,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
@@ -26,14 +27,17 @@ from helpers import (
     Clients,
     alert_args,
     camera_args,
+    code_scan,
     identifier_args,
+    issuer_keys,
     run_scenario,
     unique_hash,
+    usage_args,
 )
 
 from api.tokens import TokenService
 from ledger.connect import EmbeddedConnection
-from ledger.embedded import EmbeddedNode
+from ledger.embedded import EmbeddedLedger, EmbeddedNode
 from workers.video.evidence import EvidenceStore, save_evidence
 from workers.video.health import HealthWriter
 
@@ -79,11 +83,14 @@ def browser(tmp_path: Path) -> Iterator[BrowserContext]:
 def ledger_with_scenario(data_dir: Path) -> None:
     """Departments, an identifier, an approved code scheme, a disputed batch
     and a clearing run, a camera whose fire alert has its evidence on the node
-    and whose watch has stopped: every panel of the page has something to show."""
+    and whose watch has stopped, a batch of codes one of which Kunshan and
+    Shanghai scanned three minutes apart: every panel of the page has something
+    to show (but zombie codes, which need a batch 30 days old)."""
     node = EmbeddedNode(data_dir)
     try:
         ids = Clients(EmbeddedConnection(node))
-        run_scenario(ids)
+        out = run_scenario(ids)
+        scan_codes(ids, out["scheme"].result["id"])
         transport = ids("Kunshan", "transport")
         place = transport.submit("RegisterIdentifier", identifier_args(
             "place", "poi")).result["id"]
@@ -98,6 +105,36 @@ def ledger_with_scenario(data_dir: Path) -> None:
                      ).update({"frames": 150.0, "frame_at": 1.8e9}, "stopped")
     finally:
         node.close()
+
+
+MOMENT = "%Y-%m-%dT%H:%M:%SZ"
+SERIAL = "c0de0001" + "ab" * 8
+
+
+def scan_codes(ids: Clients[EmbeddedLedger], scheme: str) -> None:
+    """A batch of 10 codes of ``scheme`` under the prefix of SERIAL; SERIAL
+    scanned valid in Kunshan, a minute later refused there, and three minutes
+    after the first scan valid in Shanghai (a likely copy); all on one day."""
+    transport = ids("Kunshan", "transport")
+    url = transport.submit("FileGuideUrl", {
+        "scheme_id": scheme, "url": "https://code.kunshan.example/metro"}
+        ).result["id"]
+    ids("Kunshan", "admin").submit("ApproveGuideUrl", {"url_id": url})
+    now = datetime.now(UTC).replace(microsecond=0)
+    transport.submit("IssueCodeBatch", {
+        "scheme_id": scheme, "guide_url_id": url,
+        "signer_fingerprint": issuer_keys(ids).institution[1].fingerprint,
+        "count": 10, "not_before": now.strftime(MOMENT),
+        "not_after": (now + timedelta(days=30)).strftime(MOMENT),
+        "merkle_root": unique_hash(), "serial_prefix": SERIAL[:8]})
+    first = max(now - timedelta(minutes=5), now.replace(hour=0, minute=0, second=0))
+    ids("Kunshan", "terminal").submit("ReportCodeUsage", usage_args([
+        code_scan(scheme, SERIAL, at=first.strftime(MOMENT)),
+        code_scan(scheme, at=(first + timedelta(minutes=1)).strftime(MOMENT),
+                  result="refused", reason="expired")]))
+    ids("Shanghai", "terminal").submit("ReportCodeUsage", usage_args([
+        code_scan(scheme, SERIAL, at=(first + timedelta(minutes=3)).strftime(
+            MOMENT))]))
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +294,17 @@ def test_dashboard_shows_the_ledger_and_a_new_transaction_without_reload(
         f"Peak days: {SCENARIO_DAY} (4 records)")
     assert cells(page, "risk") == [["kind", "alerts", "latest day"], ["no data yet"]]
     assert cells(page, "schemes")[1:] == [["approved", "1"]]
+    page.wait_for_function("""() => document.querySelector('#qr-copies')
+        .textContent.includes('Shanghai')""", timeout=WAIT_MS)
+    today = datetime.now(UTC).date().isoformat()
+    assert cells(page, "qr-daily") == [["day", "Kunshan", "Shanghai"],
+                                       [today, "1\n1 refused", "1\n0 refused"]]
+    assert cells(page, "qr-copies") == [["code", "scanned in", "day"],
+                                        [f"{SERIAL[:12]}…", "Shanghai · Kunshan",
+                                         today]]
+    # the batch is today's: no batch is old enough to hold zombie codes yet
+    assert cells(page, "qr-zombies") == [["batch", "issued", "scanned", "zombie"],
+                                         ["no data yet"]]
     assert cells(page, "identifiers")[1:] == [["person", "active", "1"],
                                               ["place", "active", "1"]]
     # the fire alert's evidence frame, fetched with the token (a blob: URL)
@@ -288,8 +336,9 @@ def test_dashboard_shows_the_ledger_and_a_new_transaction_without_reload(
         """)
     assert page.evaluate("window.loadedOnce") is True
     assert watch.loads == 1
-    assert watch.paths(url) >= PAGE_FILES | {"/api/video-alerts",
-                                             "/api/cameras/health"}
+    assert watch.paths(url) >= PAGE_FILES | {
+        "/api/video-alerts", "/api/cameras/health", "/api/code-usage",
+        "/api/code-usage/zombies", "/api/code-usage/copies"}
     assert not watch.errors, watch.errors
 
 
@@ -311,9 +360,11 @@ def test_bad_token_gets_the_form_and_a_good_one_an_empty_board(
         page.fill("#token", auditor)
         page.click("button[type=submit]")
         height = ledger_height(url, auditor)
-        wait_for_block(page, height - 1)
+        # the code panels are drawn after the rest, copies last
+        wait_for_block(page, height - 1, "document.querySelector('#qr-copies tr')")
         assert page.is_hidden("#login") and page.is_visible("#board")
-        for table in ("flows", "schemes", "identifiers"):
+        for table in ("flows", "schemes", "identifiers", "qr-daily",
+                      "qr-zombies", "qr-copies"):
             assert cells(page, table)[-1] == ["no data yet"], table
         assert page.eval_on_selector_all("svg rect", "rs => rs.length") == 0
         assert "No clearing run yet." in page.inner_text("#clearing-note")

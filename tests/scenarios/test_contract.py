@@ -29,6 +29,7 @@ from helpers import (
     card_record,
     certificate,
     code_batch_args,
+    code_scan,
     event_types,
     fresh_day,
     identifier_args,
@@ -36,6 +37,7 @@ from helpers import (
     rejected,
     unique_hash,
     unique_name,
+    usage_args,
 )
 
 from chaincode.contract import COMMANDS, derive_identifier_id
@@ -85,6 +87,7 @@ ALLOWED: dict[str, frozenset[Role]] = {
     "RejectGuideUrl": frozenset({Role.CITY_ADMIN, Role.CENTER_ADMIN}),
     "IssueCodeBatch": frozenset({Role.DEPARTMENT}),
     "RevokeUserCertificate": frozenset({Role.CITY_ADMIN, Role.CENTER_ADMIN}),
+    "ReportCodeUsage": frozenset({Role.TERMINAL, Role.CITY_ADMIN}),
     # cameras: workers raise with a terminal identity; people decide
     "RegisterCamera": frozenset({Role.DEPARTMENT, Role.CITY_ADMIN}),
     "RaiseVideoAlert": frozenset({Role.TERMINAL}),
@@ -204,6 +207,20 @@ def _root_of(*records: tuple[Any, ...]) -> Callable[[World], str]:
 
 
 MISSING = str(uuid.UUID(int=7))
+
+
+def _reported_usage(w: World) -> Args:
+    """ReportCodeUsage arguments a Kunshan terminal has just reported."""
+    args = VALID["ReportCodeUsage"][1](w)
+    submit(w, ("Kunshan", "terminal"), "ReportCodeUsage", args)
+    return args
+
+
+def _issued_prefix(w: World) -> str:
+    """The serial prefix of a batch just issued for the world's approved scheme."""
+    args = code_batch_args(w)
+    submit(w, ("Kunshan", "transport"), "IssueCodeBatch", args)
+    return str(args["serial_prefix"])
 
 
 def _expired(w: World) -> str:
@@ -425,6 +442,22 @@ REJECTIONS: list[tuple[str, str, Caller, Callable[[World], Args],
     ("user-cert-unknown-scheme", "RevokeUserCertificate", ("Kunshan", "admin"),
      _with("RevokeUserCertificate", scheme_id=MISSING), NotFound, "scheme_id",
      MISSING),
+    ("codes-serial-prefix-reused", "IssueCodeBatch", ("Kunshan", "transport"),
+     lambda w: _with("IssueCodeBatch", serial_prefix=_issued_prefix(w))(w),
+     Conflict, "serial_prefix", "already used by a batch of this scheme"),
+    # -- code usage
+    ("usage-root-mismatch", "ReportCodeUsage", ("Kunshan", "terminal"),
+     _with("ReportCodeUsage", merkle_root="ab" * 32), InvalidArgument,
+     "merkle_root", "does not match the scans"),
+    ("usage-reason-of-a-valid-scan", "ReportCodeUsage", ("Kunshan", "terminal"),
+     lambda w: usage_args([code_scan(w.scheme, reason="expired")]),
+     InvalidArgument, "scans.0.reason", "no refusal reason"),
+    ("usage-scan-after-the-transaction", "ReportCodeUsage", ("Kunshan", "admin"),
+     lambda w: usage_args([code_scan(w.scheme), code_scan(w.scheme, at=(
+         datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))]),
+     InvalidArgument, "scans.1.at", "check the terminal's clock"),
+    ("usage-reported-twice", "ReportCodeUsage", ("Kunshan", "admin"),
+     _reported_usage, Conflict, "merkle_root", "already reported"),
     # -- blacklist
     ("blacklist-card-twice-in-list", "BlacklistCards", ("Kunshan", "admin"),
      lambda w: {"cards": [{"card_id_hash": HASH, "reason": "lost",
@@ -483,6 +516,15 @@ def _record_change(**changes: Any) -> dict[str, Any]:
 
 
 HASH = "ab" * 32
+
+
+def _scan_change(**changes: Any) -> Args:
+    """ReportCodeUsage's scans as one valid scan with ``changes`` (None drops
+    a field); refused for its shape, before the Merkle root is computed."""
+    scan = {**code_scan(str(uuid.UUID(int=4))), **changes}
+    return {"scans": [{k: v for k, v in scan.items() if v is not None}]}
+
+
 SPECIFIC: list[tuple[str, str, Args, str]] = [
     # RegisterIdentifier
     ("kind-not-accepted", "RegisterIdentifier", {"kind": "animal"}, "kind"),
@@ -630,6 +672,42 @@ SPECIFIC: list[tuple[str, str, Args, str]] = [
      {"until": "2031-01-01"}, "until"),
     ("codes-time-with-offset", "IssueCodeBatch",
      {"not_before": "2026-12-01T08:00:00+08:00"}, "not_before"),
+    ("codes-serial-prefix-short", "IssueCodeBatch", {"serial_prefix": "abc123"},
+     "serial_prefix"),
+    ("codes-serial-prefix-uppercase", "IssueCodeBatch",
+     {"serial_prefix": "ABCDEF12"}, "serial_prefix"),
+    ("codes-serial-prefix-not-hex", "IssueCodeBatch",
+     {"serial_prefix": "ghijklmn"}, "serial_prefix"),
+    # ReportCodeUsage
+    ("usage-no-scans", "ReportCodeUsage", {"scans": []}, "scans"),
+    ("usage-terminal-pattern", "ReportCodeUsage", {"terminal_id": "T 1"},
+     "terminal_id"),
+    ("usage-scan-not-object", "ReportCodeUsage", {"scans": ["ab" * 12]},
+     "scans.0"),
+    ("usage-serial-short", "ReportCodeUsage", _scan_change(serial="ab" * 11),
+     "scans.0.serial"),
+    ("usage-serial-uppercase", "ReportCodeUsage", _scan_change(serial="AB" * 12),
+     "scans.0.serial"),
+    ("usage-scheme-not-uuid", "ReportCodeUsage", _scan_change(scheme_id="bus"),
+     "scans.0.scheme_id"),
+    ("usage-kind-unknown", "ReportCodeUsage", _scan_change(kind="printed"),
+     "scans.0.kind"),
+    ("usage-result-unknown", "ReportCodeUsage", _scan_change(result="ok"),
+     "scans.0.result"),
+    ("usage-at-without-zone", "ReportCodeUsage",
+     _scan_change(at="2026-11-20T08:00:00"), "scans.0.at"),
+    ("usage-at-bad-day", "ReportCodeUsage", _scan_change(at="2026-02-30T08:00:00Z"),
+     "scans.0.at"),
+    ("usage-sm3-short", "ReportCodeUsage", _scan_change(code_sm3=HASH[:63]),
+     "scans.0.code_sm3"),
+    ("usage-reason-empty", "ReportCodeUsage", _scan_change(reason=""),
+     "scans.0.reason"),
+    ("usage-reason-too-long", "ReportCodeUsage", _scan_change(reason="x" * 501),
+     "scans.0.reason"),
+    ("usage-scan-missing-serial", "ReportCodeUsage", _scan_change(serial=None),
+     "scans.0.serial"),
+    ("usage-scan-extra-field", "ReportCodeUsage",
+     _scan_change(phone="13800000000"), "scans.0.phone"),
     # PublishFeeRule
     ("fee-bps-negative", "PublishFeeRule", {"rate_bps": -1}, "rate_bps"),
     ("fee-bps-over-100-percent", "PublishFeeRule", {"rate_bps": 10_001},
