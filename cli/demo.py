@@ -35,6 +35,7 @@ from ledger.qrcode.codes import (
     parse,
     sign_static,
 )
+from ledger.qrcode.usage import ScanLog
 from ledger.qrcode.verify import Verifier
 
 Signer = tuple[bytes, x509.Certificate]  # a private key and its certificate
@@ -340,9 +341,17 @@ class Scenario:
         verdicts = [terminal.verify(c) for c in (*codes, dynamic, dynamic)]
         data = bytearray(base45.b45decode(codes[0][len(PREFIX):]))
         data[40] ^= 1  # one bit of the identity changed
-        verdicts.append(terminal.verify(PREFIX + base45.b45encode(data).decode()))
+        forged = PREFIX + base45.b45encode(data).decode()
+        verdicts.append(terminal.verify(forged))
+        # the terminal logs its scans and reports them in one batch
+        with ScanLog(self.keys_dir.parent / "scan-log") as log:
+            for verdict, text in zip(verdicts, (*codes, dynamic, dynamic, forged),
+                                     strict=True):
+                log.add_verdict(verdict, text)
+            reported = log.report(lambda a: self.submit(
+                "Shanghai", "terminal", "ReportCodeUsage", a), "SH-gate-1")
         return {"static_issued": len(codes), "dynamic_made": 1,
-                "bundle_height": bundle["height"],
+                "bundle_height": bundle["height"], "scans_reported": reported,
                 "verified_offline": sum(v.ok for v in verdicts),
                 "refused": [v.reason for v in verdicts if not v.ok]}
 
@@ -401,7 +410,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  city QR codes: {codes['static_issued']} static (Kunshan) and "
           f"{codes['dynamic_made']} dynamic (Taicang) verified offline in Shanghai "
           f"against the trust bundle at height {codes['bundle_height']}; refused: "
-          + "; ".join(codes["refused"]))
+          + "; ".join(codes["refused"])
+          + f"; {codes['scans_reported']} scans reported (CodeUsageReported)")
     print(f"  chain verified: {'ok' if report.ok else report.error}  "
           f"({summary['seconds']} s)")
     return 0 if report.ok else 1

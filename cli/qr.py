@@ -321,17 +321,11 @@ def run_dynamic(args: argparse.Namespace) -> int:
 
 
 def _log(directory: Path, verdict: Verdict, text: str) -> None:
-    """Log the scan for the usage report; a text that is no code of a scheme
-    in the bundle cannot be reported, and is said so."""
     from ledger.qrcode.usage import ScanLog
 
-    if verdict.serial is None or verdict.scheme_id is None or verdict.kind is None:
-        print(f"not logged: {verdict.reason}", file=sys.stderr)
-        return
     with ScanLog(directory) as log:
-        log.add(serial=verdict.serial, scheme_id=verdict.scheme_id,
-                kind=verdict.kind, valid=verdict.ok, code_text=text,
-                reason=None if verdict.ok else verdict.reason)
+        if log.add_verdict(verdict, text) is None:
+            print(f"not logged: {verdict.reason}", file=sys.stderr)
 
 
 def run_verify(args: argparse.Namespace) -> int:

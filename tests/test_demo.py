@@ -38,6 +38,7 @@ def test_demo_settles_a_day(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert isinstance(codes, dict)
     assert (codes["static_issued"], codes["dynamic_made"]) == (2, 1)
     assert codes["verified_offline"] == 3  # both static codes and the dynamic one
+    assert codes["scans_reported"] == 5  # the forgery too: its scheme is known
     assert codes["refused"] == ["replayed: this dynamic code was already "
                                 "accepted here", "the signature does not verify"]
     second = _demo(tmp_path, capsys)

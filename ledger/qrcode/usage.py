@@ -24,6 +24,7 @@ from chaincode.encoding import canonical_json, sm3_hex
 from chaincode.errors import Conflict
 from chaincode.merkle import merkle_root
 from chaincode.usage import MAX_SCANS, CodeScan, scan_of
+from ledger.qrcode.verify import Verdict
 
 Submit = Callable[[dict[str, Any]], Any]  # ReportCodeUsage args -> receipt
 Progress = Callable[[int, int], None]  # (scans reported so far, of how many)
@@ -82,6 +83,17 @@ class ScanLog:
         self._db.execute("INSERT INTO scans (scan) VALUES (?)",
                          (canonical_json(checked).decode(),))
         return checked
+
+    def add_verdict(self, verdict: Verdict, code_text: str,
+                    at: datetime | None = None) -> dict[str, Any] | None:
+        """Log a verifier's verdict on ``code_text``; None (nothing logged)
+        when the text is no code of a scheme in the bundle: such a scan
+        cannot be reported."""
+        if verdict.serial is None or verdict.scheme_id is None or not verdict.kind:
+            return None
+        return self.add(serial=verdict.serial, scheme_id=verdict.scheme_id,
+                        kind=verdict.kind, valid=verdict.ok, code_text=code_text,
+                        reason=None if verdict.ok else verdict.reason, at=at)
 
     def pending(self) -> int:
         """Scans not yet reported (including those of a report in flight)."""
