@@ -83,6 +83,24 @@ def _issue(s: dict[str, Any], *which: str) -> int:
                 str(s["root"] / "cert.pem"), *which)
 
 
+def _fresh_signer(s: dict[str, Any]) -> int:
+    """Certify a new department key into key.pem and cert.pem (another test
+    may have revoked the one before); the ledger's height after it."""
+    conn = connect("embedded", data_dir=s["data"])
+    try:
+        ids = Clients(conn)
+        private, cert = certificate({**KUNSHAN, "organizational_unit_name":
+                                     "transport"}, issuer_keys(ids).institution)
+        ids("Kunshan", "admin").submit("CertifyUserKey", {"certificate_pem":
+                                                          cert.pem})
+        height = ids(CENTER, "auditor").height()
+    finally:
+        conn.close()
+    (s["root"] / "key.pem").write_bytes(crypto.private_key_to_pem(private))
+    (s["root"] / "cert.pem").write_text(cert.pem)
+    return height
+
+
 def _bundle(s: dict[str, Any], name: str) -> Path:
     out = s["root"] / name
     assert _cli("qr", "trust-bundle", "--data-dir", str(s["data"]), "--out",
@@ -148,19 +166,7 @@ def test_csv_batch_is_one_event(setup: dict[str, Any],
         w.writerow(["identifier_id"])
         w.writerows([[p] for p in s["places"]])
     out = s["root"] / "batch"
-    # the key was revoked by the other test if it ran first: certify a new one
-    conn = connect("embedded", data_dir=s["data"])
-    try:
-        ids = Clients(conn)
-        private, cert = certificate({**KUNSHAN, "organizational_unit_name":
-                                     "transport"}, issuer_keys(ids).institution)
-        ids("Kunshan", "admin").submit("CertifyUserKey", {"certificate_pem":
-                                                          cert.pem})
-        height = ids(CENTER, "auditor").height()
-    finally:
-        conn.close()
-    (s["root"] / "key.pem").write_bytes(crypto.private_key_to_pem(private))
-    (s["root"] / "cert.pem").write_text(cert.pem)
+    height = _fresh_signer(s)
     assert _issue(s, "--csv", str(rows), "--out", str(out)) == 0
     with (out / "codes.csv").open() as f:
         codes = list(csv.DictReader(f))
@@ -259,18 +265,7 @@ def test_a_terminal_logs_its_scans_and_reports_them(
     """verify --log, then `qr report`: one CodeUsageReported with the valid
     and the refused scan; nothing is left pending."""
     s, root = setup, setup["root"]
-    conn = connect("embedded", data_dir=s["data"])
-    try:  # the other tests may have revoked the setup key: a fresh one
-        ids = Clients(conn)
-        private, cert = certificate({**KUNSHAN, "organizational_unit_name":
-                                     "transport"}, issuer_keys(ids).institution)
-        ids("Kunshan", "admin").submit("CertifyUserKey", {"certificate_pem":
-                                                          cert.pem})
-        height = ids(CENTER, "auditor").height()
-    finally:
-        conn.close()
-    (root / "key.pem").write_bytes(crypto.private_key_to_pem(private))
-    (root / "cert.pem").write_text(cert.pem)
+    height = _fresh_signer(s)
     out = root / "scanned.txt"
     assert _issue(s, "--identifier", s["places"][1], "--out", str(out)) == 0
     text = out.read_text().strip()
