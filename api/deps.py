@@ -15,6 +15,7 @@ revocation list is kept in memory and refreshed by the token service).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -36,6 +37,8 @@ from projections.queries import DashboardCache
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,7 +72,12 @@ class Runtime:
 
     def close(self) -> None:
         self.tokens.stop_watching()
-        self.follower.stop()
+        if not self.follower.stop():
+            # closing a gRPC channel under a call in flight can crash the
+            # process: leave it to the process's end
+            log.warning("the projection applier is still in a ledger call; "
+                        "the ledger connection is left open")
+            return
         self.gateway.close()
         self.db.close()
 

@@ -361,12 +361,17 @@ class Follower:
         for t in self._threads:
             t.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop applying; the reader ends with the ledger's event stream."""
+    def stop(self, timeout: float = 90.0) -> bool:
+        """Stop applying; the reader ends with the ledger's event stream.
+        Whether the applier ended within ``timeout`` (it may be in a ledger
+        call, which has its own deadline): until it has, the ledger connection
+        must stay open under it."""
         self._stop.set()
         for t in self._threads[1:]:
             t.join(timeout)
+        stopped = not any(t.is_alive() for t in self._threads[1:])
         self._threads = self._threads[:1]
+        return stopped
 
     def _read(self) -> None:
         try:
