@@ -104,6 +104,8 @@ def register(sub: Any) -> None:
     verify.add_argument("--content-key", type=Path,
                         help="the scheme's SM4 content key, to read encrypted "
                         "content")
+    verify.add_argument("--window", type=int, default=60,
+                        help="seconds a dynamic code stays valid (default 60)")
     verify.add_argument("--log", type=Path,
                         help="the terminal's scan log directory: the scan is "
                         "logged for `cityunion qr report`")
@@ -339,8 +341,10 @@ def run_verify(args: argparse.Namespace) -> int:
     except (CryptoError, ValueError) as e:
         raise UserError(f"--bundle: {e}") from None
     key = _content_key(args.content_key, "--content-key")
+    if not 1 <= args.window <= 3600:
+        raise UserError("--window: from 1 to 3600 seconds")
     text = _code_text(args.code)
-    verdict = Verifier(bundle).verify(text)
+    verdict = Verifier(bundle, window=args.window).verify(text)
     if args.log is not None:
         _log(args.log, verdict, text)
     out: dict[str, Any] = {"ok": verdict.ok, "reason": verdict.reason,
