@@ -333,7 +333,8 @@ def _log(directory: Path, verdict: Verdict, text: str) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     from ledger.qrcode.bundle import open_bundle
     from ledger.qrcode.codes import StaticCode, read_content
-    from ledger.qrcode.verify import Verifier
+    from ledger.qrcode.usage import ScanLog
+    from ledger.qrcode.verify import CLOCK_SKEW, Verifier
 
     try:
         public = crypto.public_key_from_pem(_read(args.bundle_key, "bundle key"))
@@ -344,7 +345,14 @@ def run_verify(args: argparse.Namespace) -> int:
     if not 1 <= args.window <= 3600:
         raise UserError("--window: from 1 to 3600 seconds")
     text = _code_text(args.code)
-    verdict = Verifier(bundle, window=args.window).verify(text)
+    verifier = Verifier(bundle, window=args.window)
+    if args.log is not None:  # the terminal's memory: a dynamic code once
+        now = datetime.now(UTC)
+        with ScanLog(args.log) as log:
+            verifier.remember(log.accepted_dynamic_since(
+                now - timedelta(seconds=args.window + CLOCK_SKEW)),
+                now + timedelta(seconds=args.window + CLOCK_SKEW))
+    verdict = verifier.verify(text)
     if args.log is not None:
         _log(args.log, verdict, text)
     out: dict[str, Any] = {"ok": verdict.ok, "reason": verdict.reason,

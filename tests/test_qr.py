@@ -236,8 +236,17 @@ def test_dynamic_codes_and_sm4_content_through_the_cli(
     rc, verdict = _verify(s, str(png), bundle, capsys)
     assert (rc, verdict["ok"], verdict["kind"]) == (0, True, "dynamic")
     assert verdict["scheme_id"] == s["scheme"]
-    # the CLI is one terminal per run; a terminal that keeps running refuses
-    # the second scan
+    # with its scan log the CLI is one terminal across runs: a second scan of
+    # the dynamic code is a replay
+    gate = root / "gate-log"
+    for expected in (True, False):
+        capsys.readouterr()
+        _cli("qr", "verify", str(png), "--bundle", str(bundle), "--bundle-key",
+             str(root / "node.pem"), "--log", str(gate), "--json")
+        verdict = json.loads(capsys.readouterr().out)
+        assert verdict["ok"] is expected
+    assert verdict["reason"].startswith("replayed")
+    # so does a terminal that keeps running
     node_key = crypto.public_key_from_pem((root / "node.pem").read_bytes())
     terminal = Verifier(open_bundle(json.loads(bundle.read_text()), node_key))
     text = _code_text(str(png))

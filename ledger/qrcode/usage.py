@@ -73,7 +73,7 @@ class ScanLog:
         scan = {"serial": serial, "scheme_id": scheme_id, "kind": kind,
                 "at": moment.strftime(_MOMENT),
                 "result": "valid" if valid else "refused",
-                "code_sm3": sm3_hex(code_text.encode())}
+                "code_sm3": sm3_hex(code_text.rstrip("\r\n").encode())}
         if not valid and reason:
             scan["reason"] = reason[:500]  # the contract's longest text
         try:
@@ -94,6 +94,19 @@ class ScanLog:
         return self.add(serial=verdict.serial, scheme_id=verdict.scheme_id,
                         kind=verdict.kind, valid=verdict.ok, code_text=code_text,
                         reason=None if verdict.ok else verdict.reason, at=at)
+
+    def accepted_dynamic_since(self, since: datetime) -> list[str]:
+        """The SM3 of the dynamic codes accepted at or after ``since``, among
+        the last 100,000 scans: what a restarted terminal must still refuse
+        as replays (``Verifier.remember``)."""
+        rows = self._db.execute(
+            "SELECT json_extract(scan, '$.code_sm3') FROM scans "
+            "WHERE seq > (SELECT COALESCE(MAX(seq), 0) - 100000 FROM scans) "
+            "AND json_extract(scan, '$.kind') = 'dynamic' "
+            "AND json_extract(scan, '$.result') = 'valid' "
+            "AND json_extract(scan, '$.at') >= ?",
+            (since.astimezone(UTC).strftime(_MOMENT),)).fetchall()
+        return [str(r[0]) for r in rows]
 
     def pending(self) -> int:
         """Scans not yet reported (including those of a report in flight)."""

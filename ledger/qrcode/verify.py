@@ -13,10 +13,12 @@ expiry and revocation, the scheme, the user's signature, the time window
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from chaincode.encoding import sm3_hex
 from ledger import crypto
 from ledger.crypto import x509
 from ledger.crypto.errors import CryptoError
@@ -62,7 +64,7 @@ class Verifier:
         self.backend = backend or crypto.fastest_verifier()
         self._certs: dict[str, x509.Certificate] = {}
         self._chains: dict[str, tuple[str | None, datetime, datetime]] = {}
-        self._seen: dict[bytes, int] = {}  # accepted dynamic code -> expiry
+        self._seen: dict[str, int] = {}  # accepted dynamic code's SM3 -> expiry
         self._lock = threading.Lock()
 
     def _cert(self, fingerprint: str) -> x509.Certificate:
@@ -122,8 +124,17 @@ class Verifier:
             return f"key {key_id.hex()}… is not in the trust bundle", ""
         return self._chain(fingerprint, now), fingerprint
 
+    def remember(self, code_sm3s: Iterable[str], until: datetime) -> None:
+        """Refuse these dynamic codes (the SM3 of their text, as a scan log
+        keeps them) as replays until ``until``: a terminal's memory across a
+        restart."""
+        with self._lock:
+            for digest in code_sm3s:
+                self._seen[digest] = int(until.timestamp())
+
     def verify(self, text: str, now: datetime | None = None) -> Verdict:
         now = now or datetime.now(UTC)
+        text = text.rstrip("\r\n")
         try:
             code = parse(text)
         except ValueError as e:
@@ -132,7 +143,7 @@ class Verifier:
             verdict = self._static(code, now)
             scheme = self.schemes.get(code.scheme)
         else:
-            verdict = self._dynamic(code, now)
+            verdict = self._dynamic(code, now, sm3_hex(text.encode()))
             scheme = self.schemes.get(code.cert.scheme)
         if verdict.scheme_id is None and scheme is not None:
             # a refused code of a known scheme is reported as that scheme's
@@ -171,7 +182,7 @@ class Verifier:
                            "scheme", code, scheme_id)
         return Verdict(True, "valid", code, scheme_id)
 
-    def _dynamic(self, code: DynamicCode, now: datetime) -> Verdict:
+    def _dynamic(self, code: DynamicCode, now: datetime, digest: str) -> Verdict:
         cert = code.cert
         broken, fingerprint = self._signer(cert.issuer, now)
         if broken:
@@ -199,10 +210,10 @@ class Verifier:
             return Verdict(False, f"the code is outside its {self.window} s window",
                            code, scheme_id)
         with self._lock:
-            if self._seen.get(code.signature, 0) >= t:
+            if self._seen.get(digest, 0) >= t:
                 return Verdict(False, "replayed: this dynamic code was already "
                                "accepted here", code, scheme_id)
             if len(self._seen) > 10_000:
                 self._seen = {k: v for k, v in self._seen.items() if v >= t}
-            self._seen[code.signature] = code.at + self.window
+            self._seen[digest] = code.at + self.window
         return Verdict(True, "valid", code, scheme_id)
