@@ -8,6 +8,7 @@ the robot's calls and acts out a scenario chosen by the dialled number.
 scenario; ``"*"`` is the default. A scenario::
 
     {"answer": "yes" | "busy" | "never", "ring_s": 0.2, "keep_audio": false,
+     "max_s": 20,
      "steps": [{"after_prompt": true}, {"dtmf": "1"}, {"tones": "2"},
                {"say": "我很满意"}, {"wait_s": 1.0}, {"hangup": true}]}
 
@@ -15,8 +16,9 @@ scenario; ``"*"`` is the default. A scenario::
 plays a recorded (synthesised) answer, ``after_prompt`` waits until the robot
 has spoken and then been quiet for 0.8 s. After the steps the citizen stays on
 the line, silent, until the robot hangs up. ``keep_audio`` saves what each
-call heard as a WAV next to the log (for benchmarks). Prints ``ready`` once it listens;
-stops on SIGTERM or SIGINT, hanging up and cleaning up first.
+call heard as a WAV next to the log (for benchmarks); ``max_s`` hangs up that
+long after answering (a robot that died never hangs up). Prints ``ready`` once
+it listens; stops on SIGTERM or SIGINT, hanging up and cleaning up first.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
             self.number, ua.scenarios.get("*", {}))
         self.steps: list[dict[str, Any]] = list(self.scenario.get("steps", []))
         self.answer_at: float | None = None
+        self.hangup_at: float | None = None
         self.audio: Any = None
         self.tap: AudioTap | None = None
         self.player: Player | None = None
@@ -102,6 +105,13 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
             self.answer_at = None
             self._answer(200)
             self.ua.log(self.number, "answered")
+            if "max_s" in self.scenario:
+                self.hangup_at = now + float(self.scenario["max_s"])
+        if self.hangup_at is not None and now >= self.hangup_at:
+            self.hangup_at = None
+            self.ua.log(self.number, "max_s")
+            with contextlib.suppress(pj.Error):
+                self.hangup(pj.CallOpParam())
         if self.tap is None:
             return
         pcm = self.tap.drain()
