@@ -265,12 +265,14 @@ def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
         Campaign,
         CampaignError,
         FileControl,
+        RecordSender,
         RetryPolicy,
         SystemClock,
         progress_line,
         run_campaign,
     )
     from workers.voice.dialers import EngineSpec, LocalDialer, RayDialer, connect_ray
+    from workers.voice.recordings import load_or_make_key
 
     template, contacts, blocked, hours = _load_inputs(args)
     if args.asr_model is None:
@@ -278,8 +280,6 @@ def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
               "DTMF only", file=sys.stderr)
     recording_key = None
     if template.record_audio and template.encrypt_audio:
-        from workers.voice.recordings import load_or_make_key
-
         # Off chain, next to the campaign: deleting it forgets the recordings.
         recording_key = load_or_make_key(cdir / "recording.key").hex()
     spec = EngineSpec(template, str(args.data_dir / "voice" / "prompts"),
@@ -301,10 +301,13 @@ def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
         user = ensure_identity(conn, args.city, "department", args.department)
         ledger = conn.client(args.city, user)
         tty = sys.stderr.isatty()
+        sender: RecordSender | None = None
 
         def show(c: Campaign) -> None:
             print(("\r" if tty else "") + progress_line(c), end="" if tty else "\n",
                   file=sys.stderr, flush=True)
+            if sender is not None:
+                sender.flush()
 
         # The call workers first: if they cannot start, nothing is recorded.
         try:
@@ -330,6 +333,16 @@ def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
                     started = "(before the crash)"
                 journal.set("started_tx", started)
             started = journal.get("started_tx")
+            state = ledger.evaluate("GetCallCampaign", {
+                "city": args.city, "department": args.department,
+                "campaign": args.name})
+            # The department's secret for the contacts' keyed hashes: off chain.
+            secret = load_or_make_key(args.data_dir / "voice" / "keys" /
+                                      f"{args.city}.{args.department}.key", 32)
+            sender = RecordSender(
+                journal, lambda a: ledger.submit("RecordCallOutcomes", a),
+                args.name, secret, sum(state.get("recorded", {}).values()),
+                state.get("batches", 0))
             run_campaign(campaign, dialer,
                          lambda c: args.gateway.format(number=c.number), clock,
                          args.concurrency, FileControl(cdir / "control"), show)
@@ -342,6 +355,8 @@ def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
             raise UserError(f"{journal.path}: the journal's outcomes {counts} do "
                             f"not match the campaign's {campaign.counts()}")
         _write_calls(cdir / "calls.jsonl", campaign)
+        if sender is not None and state["status"] == "started":
+            sender.flush(force=True)
         try:
             completed = ledger.submit("CompleteCallCampaign", {
                 "campaign": args.name, "outcomes": counts}).tx_id

@@ -10,7 +10,9 @@ template's SM3 and the counts (``chaincode/calls.py``).
 from __future__ import annotations
 
 import csv
+import hmac
 import re
+import time as _time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -300,6 +302,42 @@ def result_of(contact_id: str, rec: dict[str, Any]) -> CallResult:
                       rec.get("duration_s", 0.0), rec.get("answers", {}),
                       [Line(w, t) for w, t in rec.get("transcript", [])],
                       recording_sm3=rec.get("recording_sm3"))
+
+
+def contact_key(secret: bytes, contact_id: str) -> str:
+    """What the chain knows of a contact: HMAC-SM3 of the department's contact
+    id under the department's secret (kept off chain; see chaincode/calls.py)."""
+    return hmac.new(secret, contact_id.encode(), "sm3").hexdigest()
+
+
+class RecordSender:
+    """Sends the journal's final outcomes to the ledger as numbered batches
+    (``RecordCallOutcomes``): a full batch at once, what is pending at least
+    every ``every_s``, and everything on ``flush(force=True)``. ``sent`` and
+    ``batch`` start from the ledger's state (a resumed campaign asks it), so
+    the journal's order (``Final.seq``, without gaps) says what is left."""
+
+    def __init__(self, journal: Journal, submit: Callable[[dict[str, Any]], Any],
+                 campaign: str, secret: bytes, sent: int = 0, batch: int = 0,
+                 size: int = 500, every_s: float = 5.0) -> None:
+        self.journal, self.submit, self.campaign = journal, submit, campaign
+        self.secret, self.sent, self.batch = secret, sent, batch
+        self.size, self.every_s = size, every_s
+        self._last = _time.monotonic()
+
+    def flush(self, force: bool = False) -> None:
+        while True:
+            pending = self.journal.finals(after=self.sent, limit=self.size)
+            due = force or _time.monotonic() - self._last >= self.every_s
+            if not pending or (len(pending) < self.size and not due):
+                return
+            self.submit({"campaign": self.campaign, "batch": self.batch, "calls": [
+                {"contact": contact_key(self.secret, f.contact),
+                 "outcome": f.outcome, "attempts": f.attempts,
+                 "day": f.at.astimezone(CHINA).date().isoformat(),
+                 "talk_s": min(f.talk_s, 86_400)} for f in pending]})
+            self.sent, self.batch = pending[-1].seq, self.batch + 1
+            self._last = _time.monotonic()
 
 
 # ----------------------------------------------------------------- running

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (contact, attempt));
 CREATE TABLE IF NOT EXISTS finals (
     seq INTEGER PRIMARY KEY, contact TEXT NOT NULL UNIQUE, outcome TEXT NOT NULL,
-    attempts INTEGER NOT NULL, at TEXT NOT NULL);
+    attempts INTEGER NOT NULL, at TEXT NOT NULL, talk_s INTEGER NOT NULL);
 """
 
 
@@ -52,11 +52,12 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Final:
-    seq: int  # the order in which contacts ended (1, 2, ...)
+    seq: int  # the order in which contacts ended: 1, 2, ... without gaps
     contact: str
     outcome: str
     attempts: int
     at: datetime
+    talk_s: int  # of the last call
 
 
 class Journal:
@@ -111,7 +112,8 @@ class Journal:
                         json.dumps(record, ensure_ascii=False) if record else None,
                         contact, attempt))
             if final is not None:
-                self._final(db, contact, final, attempt, at)
+                talk = int((record or {}).get("duration_s") or 0)
+                self._final(db, contact, final, attempt, at, talk)
 
     def final(self, contact: str, outcome: str, attempts: int, at: datetime) -> None:
         """A final outcome without a call (do not call, cancelled)."""
@@ -120,9 +122,10 @@ class Journal:
 
     @staticmethod
     def _final(db: sqlite3.Connection, contact: str, outcome: str, attempts: int,
-               at: datetime) -> None:
-        db.execute("INSERT INTO finals (contact, outcome, attempts, at) "
-                   "VALUES (?, ?, ?, ?)", (contact, outcome, attempts, at.isoformat()))
+               at: datetime, talk_s: int = 0) -> None:
+        db.execute("INSERT INTO finals (contact, outcome, attempts, at, talk_s) "
+                   "VALUES (?, ?, ?, ?, ?)",
+                   (contact, outcome, attempts, at.isoformat(), talk_s))
 
     # ------------------------------------------------------------- reading
     def attempts(self) -> list[Attempt]:
@@ -135,9 +138,9 @@ class Journal:
 
     def finals(self, after: int = 0, limit: int = -1) -> list[Final]:
         """Final outcomes in the order they were reached, from ``seq > after``."""
-        return [Final(s, c, o, n, datetime.fromisoformat(a))
-                for s, c, o, n, a in self.db.execute(
-                    "SELECT seq, contact, outcome, attempts, at FROM finals "
+        return [Final(s, c, o, n, datetime.fromisoformat(a), t)
+                for s, c, o, n, a, t in self.db.execute(
+                    "SELECT seq, contact, outcome, attempts, at, talk_s FROM finals "
                     "WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))]
 
     def counts(self) -> dict[str, int]:

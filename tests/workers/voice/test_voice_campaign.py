@@ -4,9 +4,11 @@ resume and cancel, and counts that always add up to the contacts."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,8 +19,10 @@ from workers.voice.campaign import (
     CampaignError,
     Contact,
     FileControl,
+    RecordSender,
     RetryPolicy,
     Status,
+    contact_key,
     load_contacts,
     load_do_not_call,
     run_campaign,
@@ -297,3 +301,30 @@ def test_a_cancelled_campaign_stays_cancelled(tmp_path: Path) -> None:
     assert second.status is Status.CANCELLED and second.done
     assert second.counts() == {"cancelled": 3, "interrupted": 2}
     assert Journal(tmp_path / "journal.sqlite").counts() == second.counts()
+
+
+def test_records_go_out_in_batches_by_keyed_hash(tmp_path: Path) -> None:
+    clock = FakeClock(datetime(2026, 12, 1, 23, 30, tzinfo=CHINA))
+    contacts = _contacts(7)
+    c = Campaign("t", contacts, CallingHours.parse("00:00-24:00"), RetryPolicy())
+    journal = Journal(tmp_path / "journal.sqlite")
+    c.attach(journal, clock.now())
+    _run(c, FakeDialer(clock, {}), clock)
+    sent: list[dict[str, Any]] = []
+    secret = b"k" * 32
+    sender = RecordSender(journal, sent.append, "t", secret, size=3, every_s=3600)
+    sender.flush()  # full batches only
+    assert [b["batch"] for b in sent] == [0, 1]
+    sender.flush(force=True)
+    assert [len(b["calls"]) for b in sent] == [3, 3, 1]
+    records = [r for b in sent for r in b["calls"]]
+    assert sorted(r["contact"] for r in records) == sorted(
+        contact_key(secret, x.id) for x in contacts)
+    assert contact_key(b"x" * 32, "c0") != contact_key(secret, "c0")
+    assert all("1380000" not in json.dumps(b) for b in sent)
+    assert {r["day"] for r in records} <= {"2026-12-01", "2026-12-02"}
+    # A resumed campaign starts where the ledger's records end.
+    again: list[dict[str, Any]] = []
+    RecordSender(journal, again.append, "t", secret, sent=6, batch=2
+                 ).flush(force=True)
+    assert again == [sent[2]]

@@ -126,6 +126,7 @@ def test_killed_campaign_resumes_and_every_contact_ends_once(
     finally:
         conn.close()
     assert state["status"] == "completed" and state["outcomes"] == counts
+    assert state["recorded"] == counts  # the per-call records, batch by batch
     records = (journal.parent / "calls.jsonl").read_text().splitlines()
     assert len(records) == N
     again = subprocess.run(_cli("resume", "big", "--data-dir", str(data)),
