@@ -70,6 +70,8 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
         # compare it with the robot's prompt).
         self.heard: list[bytes] | None = [] if self.scenario.get("keep_audio") \
             else None
+        self.stats: dict[str, float] = {}  # the receive side, for benchmarks
+        self.stats_at = 0.0
 
     def onCallState(self, prm: Any) -> None:  # pjsua2 callback
         info = self.getInfo()
@@ -114,6 +116,9 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
                 self.hangup(pj.CallOpParam())
         if self.tap is None:
             return
+        if self.heard is not None and now >= self.stats_at:
+            self.stats_at = now + 0.5
+            self.stats = stream_stats(self)
         pcm = self.tap.drain()
         if self.heard is not None and pcm:
             self.heard.append(pcm)
@@ -162,6 +167,9 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
         if self.heard is not None and self.tap is not None:
             self.heard.append(self.tap.drain())
             self.ua.keep(self.number, b"".join(self.heard))
+            self.ua.log(self.number, "stream", **self.stats,
+                        late_ticks=self.tap.late_ticks,
+                        longest_gap_ms=round(self.tap.longest_gap_s * 1000, 1))
             self.heard = None
         if self.player is not None and self.audio is not None:
             with contextlib.suppress(pj.Error):
@@ -170,6 +178,21 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
             with contextlib.suppress(pj.Error):
                 self.audio.stopTransmit(self.tap)
         self.player = self.tap = self.audio = None
+
+
+def stream_stats(call: Any) -> dict[str, float]:
+    """What the call's receive side saw so far: RTP packets, their loss and
+    jitter, and the jitter buffer (frames discarded, played empty, lost)."""
+    try:
+        st = call.getStreamStat(0)
+    except pj.Error:
+        return {}
+    rx, jb = st.rtcp.rxStat, st.jbuf
+    return {"rx_pkt": rx.pkt, "rx_loss": rx.loss, "rx_discard": rx.discard,
+            "rx_jitter_ms_max": rx.jitterUsec.max / 1000,
+            "jb_discard": jb.discard, "jb_empty": jb.empty, "jb_lost": jb.lost,
+            "jb_prefetch": jb.prefetch, "jb_delay_ms_avg": jb.avgDelayMsec,
+            "jb_delay_ms_max": jb.maxDelayMsec}
 
 
 class _Account(pj.Account):  # type: ignore[misc]
