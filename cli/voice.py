@@ -91,8 +91,9 @@ def register_campaign(vsub: Any) -> None:
                        help="seconds before an unanswered call counts as no "
                             "answer (default: the template's)")
     start.add_argument("--asr-model", type=Path,
-                       help="a Mandarin speech model directory (Vosk); without "
-                            "one, only DTMF answers are understood")
+                       help="a Mandarin speech model directory (Vosk), or an "
+                            "English JSGF grammar FILE.gram (pocketsphinx); "
+                            "without one, only DTMF answers are understood")
     start.set_defaults(run=run_campaign_start)
     report = csub.add_parser("report", help="summarise a campaign's per-call "
                                             "records (off chain)")
