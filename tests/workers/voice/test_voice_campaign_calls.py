@@ -128,7 +128,7 @@ def test_cli_campaign_records_counts_on_the_ledger(citizen: CitizenProcess,
     finally:
         conn.close()
     assert state["status"] == "completed" and state["outcomes"] == expected
-    assert state["recorded"] == expected and state["batches"] == 1
+    assert state["recorded"] == expected and state["batches"] >= 1
     assert state["template_sm3"] == load_template(QUICK).sm3
     assert state["contact_count"] == 6
     # No phone number anywhere in the ledger's files (SQLite and all).
