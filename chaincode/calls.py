@@ -45,6 +45,7 @@ TemplateVersion = Annotated[int, Field(ge=1, le=1_000_000)]
 ContactCount = Annotated[int, Field(ge=1, le=MAX_CONTACTS)]
 OutcomeCounts = Annotated[dict[Outcome, Count], Field(min_length=1, max_length=32)]
 MAX_BATCH = 500  # per-call records a transaction
+_RECORDED = "callrec~"  # + campaign id ~ contact: that contact has its outcome
 BatchNumber = Annotated[int, Field(ge=0, le=MAX_CONTACTS)]
 
 
@@ -202,6 +203,12 @@ def record_call_outcomes(ctx: Context, a: RecordCallOutcomesArgs) -> dict[str, A
     c: CallCampaign = ctx.session.get(CallCampaign.create_id(city, dept, a.campaign),
                                       CallCampaign, "call campaign", "campaign")
     c.record_calls(a.batch, [r.model_dump() for r in a.calls], str(ctx.caller))
+    for i, r in enumerate(a.calls):  # one outcome a contact, across batches too
+        key = f"{_RECORDED}{c.id}~{r.contact}"
+        if ctx.stub.get_state(key) is not None:
+            raise Conflict(f"contact {r.contact} already has an outcome in call "
+                           f"campaign {a.campaign}", field=f"calls.{i}.contact")
+        ctx.stub.put_state(key, r.outcome.encode())
     ctx.session.save(c)
     return {"id": str(c.id), "batch": a.batch,
             "recorded": sum(c.recorded.values())}

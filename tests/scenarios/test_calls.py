@@ -157,6 +157,10 @@ def test_per_call_records_in_batches(ids: Clients[Ledger]) -> None:
              "appears twice")
     rejected(ids, kh, "RecordCallOutcomes", call_records_args(name, 1),
              InvalidArgument, "calls", "5 records, but the campaign has 4")
+    again = call_records_args(name, 1, ("busy", "no_answer"))
+    again["calls"][1]["contact"] = first["calls"][0]["contact"]  # had its outcome
+    rejected(ids, kh, "RecordCallOutcomes", again, Conflict, "calls.1.contact",
+             "already has an outcome")
     ks.submit("RecordCallOutcomes", call_records_args(name, 1, ("busy", "no_answer")))
     state = ks.evaluate("GetCallCampaign", {"city": "Kunshan",
                                             "department": "health",
