@@ -8,7 +8,10 @@ heard each citizen's in-band key press, and the load.
 The robot's call workers are Ray actors (``RayDialer``, 4 calls each: the
 pjsua2 wheel's PJSUA_MAX_CALLS); the citizens are processes of their own
 (4 calls each), each keeping what it heard. A drop-out is a 20 ms frame where
-the prompt is voiced but the citizen heard (almost) nothing.
+the prompt is voiced but the citizen heard (almost) nothing. ``received`` says
+where drop-outs come from: RTP lost on the way, or the citizen's jitter buffer
+running empty after its media clock thread (or the robot's) was held up
+(``late_ticks``: frames that came 60 ms or more after the one before).
 """
 
 from __future__ import annotations
@@ -128,6 +131,8 @@ def main() -> None:
         setups = [r.setup_ms for r in results if r.setup_ms is not None]
         heard = [compare(prompt, _read(Path(e["path"]))) for c in citizens
                  for e in c.events() if e["event"] == "kept"]
+        streams = [e for c in citizens for e in c.events()
+                   if e["event"] == "stream"]
     whole = [h["correlation_whole"] for h in heard]
     per_second = [h["correlation_min_second"] for h in heard]
     typical = [h["correlation_median_second"] for h in heard]
@@ -148,6 +153,13 @@ def main() -> None:
                   if per_second else None,
                   "dropout_frames_total": sum(h["dropout_frames"] for h in heard),
                   "voiced_frames_total": sum(h["voiced_frames"] for h in heard)},
+        # The citizens' receive side: RTP loss, the jitter buffer (frames it
+        # had none for, lost, discarded) and how late their clock ticked.
+        "received": {k: sum(e.get(k, 0) for e in streams) for k in (
+            "rx_pkt", "rx_loss", "rx_discard", "jb_empty", "jb_lost",
+            "jb_discard", "late_ticks")} | {k: max((e.get(k, 0) for e in streams),
+                                                  default=None) for k in (
+            "rx_jitter_ms_max", "jb_delay_ms_max", "longest_gap_ms")},
         "load_average_1min": round(os.getloadavg()[0], 2),
         "targets": {"concurrent_calls_20": len(results) >= 20
                     and all(r.answered for r in results),

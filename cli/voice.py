@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,9 @@ def register_campaign(vsub: Any) -> None:
                        help="seconds before an unanswered call counts as no "
                             "answer (default: the template's)")
     start.add_argument("--asr-model", type=Path,
-                       help="a Mandarin speech model directory (Vosk); without "
-                            "one, only DTMF answers are understood")
+                       help="a Mandarin speech model directory (Vosk), or an "
+                            "English JSGF grammar FILE.gram (pocketsphinx); "
+                            "without one, only DTMF answers are understood")
     start.set_defaults(run=run_campaign_start)
     report = csub.add_parser("report", help="summarise a campaign's per-call "
                                             "records (off chain)")
@@ -99,47 +101,93 @@ def register_campaign(vsub: Any) -> None:
     report.add_argument("name")
     report.set_defaults(run=run_campaign_report)
     for action in ("pause", "resume", "cancel"):
-        p = csub.add_parser(action, help=f"{action} a running campaign")
+        p = csub.add_parser(action, help=f"{action} a running campaign" + (
+            "; one whose process died goes on from its journal"
+            if action == "resume" else ""))
         add_data_dir(p)
+        if action == "resume":
+            add_ledger(p)
         p.add_argument("name")
         p.set_defaults(run=run_campaign_control, action=action)
+
+
+# What ``start`` keeps in the journal so that ``resume`` can go on alone.
+_STARTED_WITH = ("name", "template", "contacts", "do_not_call", "hours",
+                 "concurrency", "workers", "local", "ray_address", "attempts",
+                 "retry_after", "gateway", "sip_port", "rtp_port", "ring_timeout",
+                 "asr_model", "city", "department")
+_PATHS = ("template", "contacts", "do_not_call", "asr_model")
 
 
 def campaign_dir(data_dir: Path, name: str) -> Path:
     return data_dir / "voice" / "campaigns" / name
 
 
+def _lock(cdir: Path) -> Any:
+    """An exclusive lock on the campaign while this process drives it (the
+    kernel drops it when the process dies), or None if another holds it."""
+    import fcntl
+
+    f = (cdir / "lock").open("a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
+
+
 def run_campaign_control(args: argparse.Namespace) -> int:
     d = campaign_dir(args.data_dir, args.name)
     if not d.is_dir():
         raise UserError(f"no campaign {args.name!r} in {args.data_dir}")
+    if args.action == "resume" and (d / "journal.sqlite").is_file():
+        lock = _lock(d)
+        if lock is not None:  # nobody drives it: its process died
+            return _resume(args, d, lock)
     (d / "control").write_text(args.action, encoding="utf-8")
     print(f"campaign {args.name}: {args.action} requested")
     return 0
 
 
-def run_campaign_start(args: argparse.Namespace) -> int:
-    import sys
+def _file_sm3(path: Path) -> str:
+    from chaincode.encoding import sm3_hex
 
+    try:
+        return sm3_hex(path.read_bytes())
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e}") from None
+
+
+def _resume(args: argparse.Namespace, cdir: Path, lock: Any) -> int:
+    from workers.voice.journal import Journal
+
+    journal = Journal(cdir / "journal.sqlite")
+    started = journal.get("started_with")
+    if started is None:
+        raise UserError(f"campaign {args.name!r}: its journal has no start "
+                        "(started by an older version?)")
+    if journal.get("completed_tx"):
+        raise UserError(f"campaign {args.name!r} has already completed "
+                        f"(transaction {journal.get('completed_tx')})")
+    run = argparse.Namespace(**{k: Path(v) if k in _PATHS and v else v
+                                for k, v in started.items()})
+    for key in ("data_dir", "dsn", "ledger", "network"):
+        setattr(run, key, getattr(args, key))
+    for key in ("template", "contacts"):
+        if _file_sm3(getattr(run, key)) != journal.get(f"{key}_sm3"):
+            raise UserError(f"--{key}: {getattr(run, key)} changed since campaign "
+                            f"{args.name!r} started; put the original back")
+    print(f"campaign {args.name}: resuming from its journal", file=sys.stderr)
+    return _drive(run, cdir, journal, lock, resumed=True)
+
+
+def run_campaign_start(args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter, ValidationError
 
     from chaincode.registry import Name
-    from ledger.connect import ensure_identity
-    from workers.voice.asr import AsrUnavailable
-    from workers.voice.campaign import (
-        CallingHours,
-        Campaign,
-        CampaignError,
-        FileControl,
-        RetryPolicy,
-        SystemClock,
-        load_contacts,
-        load_do_not_call,
-        progress_line,
-        run_campaign,
-    )
-    from workers.voice.dialers import EngineSpec, LocalDialer, RayDialer, connect_ray
-    from workers.voice.template import TemplateError, load_template
+    from workers.voice.journal import Journal
+    from workers.voice.robot import PJSUA_MAX_CALLS
 
     try:
         TypeAdapter(Name).validate_python(args.name)
@@ -153,8 +201,6 @@ def run_campaign_start(args: argparse.Namespace) -> int:
     for opt in ("concurrency", "workers", "attempts"):
         if getattr(args, opt) < 1:
             raise UserError(f"--{opt}: must be at least 1")
-    from workers.voice.robot import PJSUA_MAX_CALLS
-
     lines = PJSUA_MAX_CALLS * (1 if args.local else args.workers)
     if args.concurrency > lines:
         raise UserError(
@@ -162,6 +208,36 @@ def run_campaign_start(args: argparse.Namespace) -> int:
             f"{-(-args.concurrency // PJSUA_MAX_CALLS)} call workers "
             f"({PJSUA_MAX_CALLS} calls each); "
             + ("--local runs one" if args.local else f"--workers is {args.workers}"))
+    _load_inputs(args)  # refuse bad input before anything is written
+    cdir = campaign_dir(args.data_dir, args.name)
+    if (cdir / "journal.sqlite").is_file():
+        raise UserError(f"--name: campaign {args.name!r} was already started in "
+                        f"{args.data_dir} (to go on after a crash: cityunion "
+                        f"voice campaign resume {args.name})")
+    cdir.mkdir(parents=True, exist_ok=True)
+    lock = _lock(cdir)
+    if lock is None:
+        raise UserError(f"--name: campaign {args.name!r} is running")
+    journal = Journal(cdir / "journal.sqlite")
+    journal.set("template_sm3", _file_sm3(args.template))
+    journal.set("contacts_sm3", _file_sm3(args.contacts))
+    journal.set("started_with", {
+        k: str(getattr(args, k).resolve()) if k in _PATHS and getattr(args, k)
+        else getattr(args, k) for k in _STARTED_WITH})
+    return _drive(args, cdir, journal, lock)
+
+
+def _load_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """The template, contacts, do-not-call list and calling hours; errors
+    name the file and field."""
+    from workers.voice.campaign import (
+        CallingHours,
+        CampaignError,
+        load_contacts,
+        load_do_not_call,
+    )
+    from workers.voice.template import TemplateError, load_template
+
     try:
         template = load_template(args.template)
         contacts = load_contacts(args.contacts)
@@ -169,21 +245,42 @@ def run_campaign_start(args: argparse.Namespace) -> int:
         hours = CallingHours.parse(args.hours)
     except (TemplateError, CampaignError) as e:
         raise UserError(str(e)) from None
+    if args.asr_model is None and template.needs_speech:
+        raise UserError(
+            f"{args.template}: template {template.name} has answers without a "
+            "DTMF digit and needs a Mandarin speech model, but none is "
+            "configured (--asr-model DIR); only DTMF-only templates run "
+            "without one")
+    return template, contacts, blocked, hours
+
+
+def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
+           resumed: bool = False) -> int:
+    """Run the campaign to its end with ``journal`` (new or resumed): the
+    start on the ledger (once), the calls, then the counts, which are the
+    journal's."""
+    from chaincode.errors import Conflict
+    from ledger.connect import ensure_identity
+    from workers.voice.asr import AsrUnavailable
+    from workers.voice.campaign import (
+        Campaign,
+        CampaignError,
+        FileControl,
+        RecordSender,
+        RetryPolicy,
+        SystemClock,
+        progress_line,
+        run_campaign,
+    )
+    from workers.voice.dialers import EngineSpec, LocalDialer, RayDialer, connect_ray
+    from workers.voice.recordings import load_or_make_key
+
+    template, contacts, blocked, hours = _load_inputs(args)
     if args.asr_model is None:
-        if template.needs_speech:
-            raise UserError(
-                f"{args.template}: template {template.name} has answers without a "
-                "DTMF digit and needs a Mandarin speech model, but none is "
-                "configured (--asr-model DIR); only DTMF-only templates run "
-                "without one")
         print("no Mandarin speech model configured: answers are understood by "
               "DTMF only", file=sys.stderr)
-    cdir = campaign_dir(args.data_dir, args.name)
-    cdir.mkdir(parents=True, exist_ok=True)
     recording_key = None
     if template.record_audio and template.encrypt_audio:
-        from workers.voice.recordings import load_or_make_key
-
         # Off chain, next to the campaign: deleting it forgets the recordings.
         recording_key = load_or_make_key(cdir / "recording.key").hex()
     spec = EngineSpec(template, str(args.data_dir / "voice" / "prompts"),
@@ -191,19 +288,27 @@ def run_campaign_start(args: argparse.Namespace) -> int:
                       str(args.asr_model) if args.asr_model else None,
                       str(cdir / "recordings") if template.record_audio else None,
                       recording_key)
+    campaign = Campaign(args.name, contacts, hours,
+                        RetryPolicy(args.attempts,
+                                    timedelta(seconds=args.retry_after)),
+                        blocked)
+    clock = SystemClock()
+    try:
+        campaign.attach(journal, clock.now())
+    except CampaignError as e:
+        raise UserError(str(e)) from None
     conn = connect_args(args)
     try:
         user = ensure_identity(conn, args.city, "department", args.department)
         ledger = conn.client(args.city, user)
-        campaign = Campaign(args.name, contacts, hours,
-                            RetryPolicy(args.attempts,
-                                        timedelta(seconds=args.retry_after)),
-                            blocked)
         tty = sys.stderr.isatty()
+        sender: RecordSender | None = None
 
         def show(c: Campaign) -> None:
             print(("\r" if tty else "") + progress_line(c), end="" if tty else "\n",
                   file=sys.stderr, flush=True)
+            if sender is not None:
+                sender.flush()
 
         # The call workers first: if they cannot start, nothing is recorded.
         try:
@@ -215,43 +320,71 @@ def run_campaign_start(args: argparse.Namespace) -> int:
         except AsrUnavailable as e:
             raise UserError(str(e)) from None
         try:
-            started = ledger.submit("StartCallCampaign", {
-                "campaign": args.name, "template_name": template.name,
-                "template_version": template.version,
-                "template_sm3": template.sm3, "contact_count": len(contacts)})
-            counts = run_campaign(
-                campaign, dialer, lambda c: args.gateway.format(number=c.number),
-                SystemClock(), args.concurrency, FileControl(cdir / "control"), show)
+            if journal.get("started_tx") is None:
+                try:
+                    started = ledger.submit("StartCallCampaign", {
+                        "campaign": args.name, "template_name": template.name,
+                        "template_version": template.version,
+                        "template_sm3": template.sm3,
+                        "contact_count": len(contacts)}).tx_id
+                except Conflict:
+                    if not resumed:
+                        raise  # a new campaign whose name is taken
+                    # Ours: recorded just before the process died.
+                    started = "(before the crash)"
+                journal.set("started_tx", started)
+            started = journal.get("started_tx")
+            state = ledger.evaluate("GetCallCampaign", {
+                "city": args.city, "department": args.department,
+                "campaign": args.name})
+            # The department's secret for the contacts' keyed hashes: off chain.
+            secret = load_or_make_key(args.data_dir / "voice" / "keys" /
+                                      f"{args.city}.{args.department}.key", 32)
+            sender = RecordSender(
+                journal, lambda a: ledger.submit("RecordCallOutcomes", a),
+                args.name, secret, sum(state.get("recorded", {}).values()),
+                state.get("batches", 0))
+            run_campaign(campaign, dialer,
+                         lambda c: args.gateway.format(number=c.number), clock,
+                         args.concurrency, FileControl(cdir / "control"), show)
         finally:
             dialer.close()
             if tty:
                 print(file=sys.stderr)
+        counts = journal.counts()
+        if counts != campaign.counts() or sum(counts.values()) != len(contacts):
+            raise UserError(f"{journal.path}: the journal's outcomes {counts} do "
+                            f"not match the campaign's {campaign.counts()}")
         _write_calls(cdir / "calls.jsonl", campaign)
-        completed = ledger.submit("CompleteCallCampaign", {
-            "campaign": args.name, "outcomes": counts})
+        if sender is not None and state["status"] == "started":
+            sender.flush(force=True)
+        try:
+            completed = ledger.submit("CompleteCallCampaign", {
+                "campaign": args.name, "outcomes": counts}).tx_id
+        except Conflict:
+            completed = "(before the crash)"  # recorded; the journal missed it
+        journal.set("completed_tx", completed)
     finally:
         conn.close()
+        journal.close()
+        lock.close()
     print(json.dumps({"campaign": args.name, "status": campaign.status.value,
                       "template": template.name, "version": template.version,
                       "template_sm3": template.sm3, "contacts": len(contacts),
-                      "outcomes": counts, "started_tx": started.tx_id,
-                      "completed_tx": completed.tx_id}, ensure_ascii=False,
-                     indent=2))
+                      "outcomes": counts, "started_tx": started,
+                      "completed_tx": completed}, ensure_ascii=False, indent=2))
     return 0
 
 
 def _write_calls(path: Path, campaign: Any) -> None:
     """Per-call records, off chain: contact id, attempts, outcomes, transcript
     (the numbers stay in the contacts file)."""
+    from workers.voice.campaign import record_of
+
     with path.open("w", encoding="utf-8") as f:
         for cid, p in campaign.progress.items():
-            f.write(json.dumps({
-                "contact": cid, "final": p.final, "attempts": [
-                    {"outcome": r.outcome, "sip_status": r.sip_status,
-                     "setup_ms": r.setup_ms, "duration_s": round(r.duration_s, 2),
-                     "answers": r.answers, "recording_sm3": r.recording_sm3,
-                     "transcript": [[ln.who, ln.text] for ln in r.transcript]}
-                    for r in p.results]}, ensure_ascii=False) + "\n")
+            f.write(json.dumps({"contact": cid, "final": p.final, "attempts": [
+                record_of(r) for r in p.results]}, ensure_ascii=False) + "\n")
 
 
 def run_campaign_report(args: argparse.Namespace) -> int:

@@ -113,15 +113,39 @@ def _campaign(row: Row) -> Row:
     return row
 
 
+def _with_recorded(db: Database, rows: list[Row]) -> list[Row]:
+    """Each campaign with its per-call records counted by outcome (live while
+    it runs: the records come in batches)."""
+    counts: dict[str, dict[str, int]] = {r["id"]: {} for r in rows}
+    if rows:
+        marks = ", ".join("?" * len(rows))
+        for c in db.query("SELECT campaign_id, outcome, COUNT(*) AS n FROM "
+                          f"call_records WHERE campaign_id IN ({marks}) "
+                          "GROUP BY campaign_id, outcome ORDER BY outcome",
+                          list(counts)):
+            counts[c["campaign_id"]][c["outcome"]] = int(c["n"])
+    for r in rows:
+        r["recorded"] = counts[r["id"]]
+        r["recorded_total"] = sum(counts[r["id"]].values())
+    return rows
+
+
 def call_campaigns(db: Database, where: Where, limit: int, offset: int) -> Page:
     result = page(db, "call_campaigns", where, "started_at DESC, id DESC", limit,
                   offset)
-    return Page([_campaign(r) for r in result.items], result.total, limit, offset)
+    return Page(_with_recorded(db, [_campaign(r) for r in result.items]),
+                result.total, limit, offset)
 
 
 def call_campaign(db: Database, campaign_id: str) -> Row | None:
     row = db.query_one("SELECT * FROM call_campaigns WHERE id = ?", (campaign_id,))
-    return _campaign(row) if row else None
+    return _with_recorded(db, [_campaign(row)])[0] if row else None
+
+
+def call_records(db: Database, where: Where, limit: int, offset: int) -> Page:
+    """Per-call records, newest day first."""
+    return page(db, "call_records", where, "day DESC, campaign_id, contact", limit,
+                offset)
 
 
 # ------------------------------------------------ cross-city card transactions

@@ -749,10 +749,11 @@ class VideoAlerts(Projection):
 
 class CallCampaigns(Projection):
     """Outbound call campaigns (外呼): template version, contacts, outcome
-    counts. No phone numbers: the chain has none."""
+    counts, and each contact's final outcome as the campaign records it (its
+    keyed hash, never a number: the chain has none)."""
 
     name = "call_campaigns"
-    tables = ("call_campaigns",)
+    tables = ("call_campaigns", "call_records")
     schema = """
     CREATE TABLE IF NOT EXISTS call_campaigns (
         id TEXT PRIMARY KEY, city TEXT NOT NULL, department TEXT NOT NULL,
@@ -762,7 +763,16 @@ class CallCampaigns(Projection):
         started_by TEXT NOT NULL, started_at TEXT NOT NULL, completed_by TEXT,
         completed_at TEXT, version INTEGER NOT NULL);
     CREATE INDEX IF NOT EXISTS call_campaigns_newest
-        ON call_campaigns (started_at, id)
+        ON call_campaigns (started_at, id);
+    CREATE TABLE IF NOT EXISTS call_records (
+        campaign_id TEXT NOT NULL, contact TEXT NOT NULL, city TEXT NOT NULL,
+        department TEXT NOT NULL, campaign TEXT NOT NULL, outcome TEXT NOT NULL,
+        attempts INTEGER NOT NULL, day TEXT NOT NULL, talk_s INTEGER NOT NULL,
+        batch INTEGER NOT NULL, recorded_at TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, contact));
+    CREATE INDEX IF NOT EXISTS call_records_outcome
+        ON call_records (campaign_id, outcome);
+    CREATE INDEX IF NOT EXISTS call_records_day ON call_records (city, day)
     """
 
     @on("CallCampaignStarted")
@@ -773,6 +783,18 @@ class CallCampaigns(Projection):
                     (ev.aggregate_id, d["city"], d["department"], d["campaign"],
                      d["template_name"], d["template_version"], d["template_sm3"],
                      d["contact_count"], d["started_by"], ev.timestamp, ev.version))
+
+    @on("CallCampaignCallsRecorded")
+    def recorded(self, cur: Cursor, ev: CommittedEvent) -> None:
+        c = cur.query("SELECT city, department, campaign FROM call_campaigns "
+                      "WHERE id = ?", (ev.aggregate_id,))[0]
+        cur.executemany(
+            "INSERT INTO call_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(ev.aggregate_id, r["contact"], c["city"], c["department"],
+              c["campaign"], r["outcome"], r["attempts"], r["day"], r["talk_s"],
+              ev.data["batch"], ev.timestamp) for r in ev.data["calls"]])
+        cur.execute("UPDATE call_campaigns SET version = ? WHERE id = ?",
+                    (ev.version, ev.aggregate_id))
 
     @on("CallCampaignCompleted")
     def completed(self, cur: Cursor, ev: CommittedEvent) -> None:

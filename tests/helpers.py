@@ -568,6 +568,16 @@ def call_campaign_args(campaign: str, contact_count: int = 3) -> dict[str, Any]:
             "contact_count": contact_count}
 
 
+def call_records_args(campaign: str, batch: int = 0,
+                      outcomes: tuple[str, ...] = ("satisfied", "satisfied",
+                                                   "no_answer"),
+                      day: str = "2026-12-01") -> dict[str, Any]:
+    """RecordCallOutcomes arguments: each contact a keyed hash, never a number."""
+    return {"campaign": campaign, "batch": batch, "calls": [
+        {"contact": unique_hash(), "outcome": o, "attempts": 1, "day": day,
+         "talk_s": 12} for o in outcomes]}
+
+
 # For every command: an authorised caller and arguments that succeed on any
 # ``build_world``, however many others share its ledger
 # (scenarios/test_contract.test_valid_call_succeeds proves it), so each
@@ -660,6 +670,8 @@ VALID.update({
         w.unique("survey2"))),
     "CompleteCallCampaign": (("Kunshan", "transport"), lambda w: {
         "campaign": w.campaign, "outcomes": {"satisfied": 2, "no_answer": 1}}),
+    "RecordCallOutcomes": (("Kunshan", "transport"), lambda w: call_records_args(
+        w.campaign)),
 })
 OPTIONAL = {("RegisterIdentifier", "attributes"), ("ConfirmTransactions", "record_ids"),
             ("RespondToDispute", "evidence_sm3"), ("RespondToDispute", "note"),

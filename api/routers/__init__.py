@@ -5,6 +5,7 @@ from __future__ import annotations
 from api.routers import (
     blocks,
     call_campaigns,
+    call_records,
     cameras,
     card_batches,
     card_blacklist,
@@ -34,5 +35,6 @@ ROUTERS = [identifiers.router, departments.router, code_schemes.router,
            risk_alerts.router, issuer_keys.router, issuer_keys.urls,
            issuer_keys.bundle, issuer_keys.schemes, code_usage.router,
            cameras.router, video_alerts.router, call_campaigns.router,
+           call_records.router,
            blocks.router, ledger.router, dashboard.router, system.router,
            pages.router]

@@ -1,6 +1,7 @@
 """Outbound call campaigns (外呼): a department records the start (template
-version, contact count) and the end (counts per outcome). Phone numbers never
-come here; the voice workers keep them."""
+version, contact count), each contact's final outcome in numbered batches (a
+keyed hash of the contact, see ``chaincode/calls.py``) and the end (counts per
+outcome). Phone numbers never come here; the voice workers keep them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from pydantic import BaseModel
 from api.deps import CommandsDep, CurrentIdentity, PageDep, ReadDB, scope_city
 from api.problems import COMMAND, COMMAND_ON, READ, READ_ONE
 from api.schemas import CommandResult, Page, Request
-from chaincode.calls import ContactCount, OutcomeCounts, TemplateVersion
+from chaincode.calls import (
+    BatchNumber,
+    CallRecord,
+    ContactCount,
+    OutcomeCounts,
+    TemplateVersion,
+)
 from chaincode.contract import Hash, Name
 from projections import queries
 from projections.queries import Where
@@ -34,6 +41,11 @@ class CallCampaignCompletion(Request):
     outcomes: OutcomeCounts
 
 
+class CallRecordBatch(Request):
+    batch: BatchNumber
+    calls: list[CallRecord]
+
+
 class CallCampaignOut(BaseModel):
     id: UUID
     city: str
@@ -49,6 +61,8 @@ class CallCampaignOut(BaseModel):
     started_at: datetime
     completed_by: str | None
     completed_at: datetime | None
+    recorded: dict[str, int]  # per-call records so far, by outcome
+    recorded_total: int
     version: int
 
 
@@ -66,6 +80,16 @@ async def complete_call_campaign(campaign: Name, body: CallCampaignCompletion,
     """CompleteCallCampaign (department, its own campaign): how many contacts
     ended with each outcome; the counts add up to the contact count."""
     return await commands.submit("CompleteCallCampaign", {
+        "campaign": campaign, **body.model_dump(mode="json")})
+
+
+@router.post("/{campaign}/calls", responses=COMMAND_ON)
+async def record_call_outcomes(campaign: Name, body: CallRecordBatch,
+                               commands: CommandsDep) -> CommandResult:
+    """RecordCallOutcomes (department, its own campaign): batch ``batch`` (0,
+    1, ... in order; one sent again is a 409) of final outcomes, each contact
+    named by its keyed hash."""
+    return await commands.submit("RecordCallOutcomes", {
         "campaign": campaign, **body.model_dump(mode="json")})
 
 

@@ -332,6 +332,34 @@ async function renderCodes(t) {
   }
 }
 
+// Outbound call campaigns: the running ones first, each with its progress
+// (contacts with a final outcome recorded, of all) and its counts per outcome.
+const CAMPAIGNS = 8;
+
+async function renderCalls(t) {
+  const r = await fetch(`/api/call-campaigns?limit=${CAMPAIGNS}`,
+    { headers: { Authorization: `Bearer ${t}` }, cache: "no-store" });
+  if (!r.ok) return;
+  const items = (await r.json()).items;
+  items.sort((a, b) => (a.status === "started" ? 0 : 1)
+    - (b.status === "started" ? 0 : 1));
+  const counts = (c) => Object.entries(c).map(([k, v]) => `${k} ${v}`)
+    .join(" · ") || "–";
+  table("call-campaigns", ["campaign", "status", "progress", "outcomes"],
+    items.map((c) => {
+      const done = c.status === "completed" ? c.contact_count : c.recorded_total;
+      const pct = Math.floor((100 * done) / c.contact_count);
+      return [
+        { text: c.campaign, sub: `${c.city} · ${c.department}`,
+          title: `${c.template_name} v${c.template_version}\nstarted ` +
+            when(c.started_at) },
+        { text: c.status === "started" ? "running" : "completed",
+          cls: c.status === "started" ? "warn" : "ok" },
+        { text: `${done} / ${c.contact_count}`, sub: `${pct}%` },
+        counts(c.outcomes || c.recorded)];
+    }));
+}
+
 function showLogin(message) {
   $("board").hidden = true;
   $("login").hidden = false;
@@ -379,7 +407,7 @@ async function poll() {
       console.error(e);
       showStatus(`cannot draw the summary: ${e.message}`, "bad");
     }
-    for (const part of [renderVideo, renderCodes]) {
+    for (const part of [renderVideo, renderCodes, renderCalls]) {
       try {
         await part(t);
       } catch (e) {

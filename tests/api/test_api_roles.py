@@ -27,6 +27,7 @@ from apikit import (
 from helpers import (
     KUNSHAN,
     call_campaign_args,
+    call_records_args,
     card_record,
     certificate,
     code_scan,
@@ -218,6 +219,10 @@ PREPARE: dict[str, Callable[[Api], Call]] = {
     "CompleteCallCampaign": lambda api: (
         f"/api/call-campaigns/{_campaign(api)}/complete",
         {"outcomes": {"satisfied": 1, "busy": 1}}),
+    "RecordCallOutcomes": lambda api: (
+        f"/api/call-campaigns/{_campaign(api)}/calls",
+        {k: v for k, v in call_records_args("x", 0, ("satisfied",)).items()
+         if k != "campaign"}),
 }
 
 

@@ -26,6 +26,8 @@ from helpers import (
     SCENARIO_DAY,
     Clients,
     alert_args,
+    call_campaign_args,
+    call_records_args,
     camera_args,
     code_scan,
     identifier_args,
@@ -103,6 +105,9 @@ def ledger_with_scenario(data_dir: Path) -> None:
             **alert_args(camera, "fire-1"), "evidence_sm3": ev.digest})
         HealthWriter(data_dir / "video" / "health", camera, "Kunshan", "cam-1"
                      ).update({"frames": 150.0, "frame_at": 1.8e9}, "stopped")
+        transport.submit("StartCallCampaign", call_campaign_args("bus-survey", 3))
+        transport.submit("RecordCallOutcomes", call_records_args(
+            "bus-survey", 0, ("satisfied", "busy")))
     finally:
         node.close()
 
@@ -315,6 +320,12 @@ def test_dashboard_shows_the_ledger_and_a_new_transaction_without_reload(
     health = cells(page, "camera-health")
     assert health[0] == ["camera", "status", "fps", "lag", "last frame"]
     assert health[1][:3] == ["cam-1\nKunshan", "stopped", "0.0"]
+    page.wait_for_function("""() => document.querySelector('#call-campaigns')
+        .textContent.includes('bus-survey')""", timeout=WAIT_MS)
+    assert cells(page, "call-campaigns") == [
+        ["campaign", "status", "progress", "outcomes"],
+        ["bus-survey\nKunshan · transport", "running", "2 / 3\n66%",
+         "busy 1 · satisfied 1"]]
     blocks = cells(page, "blocks")[1:]
     assert [b[0] for b in blocks] == [str(n) for n in range(height - 1, -1, -1)][:10]
     assert {b[4] for b in blocks} == {"✓ verified"}
@@ -334,11 +345,23 @@ def test_dashboard_shows_the_ledger_and_a_new_transaction_without_reload(
     wait_for_block(page, r.json()["block_number"], """
         document.querySelector('#identifiers').textContent.includes('organisation')
         """)
+    # The campaign's last record arrives: its progress and counts move live.
+    r = httpx.post(f"{url}/api/call-campaigns/bus-survey/calls", headers={
+        "Authorization": f"Bearer {department}"}, json={
+        k: v for k, v in call_records_args("bus-survey", 1, ("no_answer",)).items()
+        if k != "campaign"})
+    assert r.status_code == 200, r.text
+    wait_for_block(page, r.json()["block_number"], """
+        document.querySelector('#call-campaigns').textContent.includes('3 / 3')
+        """)
+    assert cells(page, "call-campaigns")[1][2:] == [
+        "3 / 3\n100%", "busy 1 · no_answer 1 · satisfied 1"]
     assert page.evaluate("window.loadedOnce") is True
     assert watch.loads == 1
     assert watch.paths(url) >= PAGE_FILES | {
         "/api/video-alerts", "/api/cameras/health", "/api/code-usage",
-        "/api/code-usage/zombies", "/api/code-usage/copies"}
+        "/api/code-usage/zombies", "/api/code-usage/copies",
+        "/api/call-campaigns"}
     assert not watch.errors, watch.errors
 
 
@@ -363,8 +386,9 @@ def test_bad_token_gets_the_form_and_a_good_one_an_empty_board(
         # the code panels are drawn after the rest, copies last
         wait_for_block(page, height - 1, "document.querySelector('#qr-copies tr')")
         assert page.is_hidden("#login") and page.is_visible("#board")
+        page.wait_for_selector("#call-campaigns td.note", timeout=WAIT_MS)
         for table in ("flows", "schemes", "identifiers", "qr-daily",
-                      "qr-zombies", "qr-copies"):
+                      "qr-zombies", "qr-copies", "call-campaigns"):
             assert cells(page, table)[-1] == ["no data yet"], table
         assert page.eval_on_selector_all("svg rect", "rs => rs.length") == 0
         assert "No clearing run yet." in page.inner_text("#clearing-note")

@@ -12,6 +12,7 @@ from helpers import (
     Clients,
     World,
     call_campaign_args,
+    call_records_args,
     event_types,
     register_departments,
     rejected,
@@ -94,6 +95,20 @@ def test_rejected(shared: World, caller: tuple[str, str], make: Any,
      "outcomes.Satisfied.[key]"),
     ("CompleteCallCampaign", {"outcomes": {"satisfied": 2.5}},
      "outcomes.satisfied"),
+    ("RecordCallOutcomes", {"calls": []}, "calls"),
+    ("RecordCallOutcomes", {"batch": -1}, "batch"),
+    # a number where the keyed hash goes
+    ("RecordCallOutcomes", {"calls": [{"contact": "13800000000",
+                                       "outcome": "satisfied", "attempts": 1,
+                                       "day": "2026-12-01", "talk_s": 3}]},
+     "calls.0.contact"),
+    ("RecordCallOutcomes", {"calls": [{"contact": "a" * 64, "outcome": "ok",
+                                       "attempts": 1, "day": "2026-02-30",
+                                       "talk_s": 3}]}, "calls.0.day"),
+    ("RecordCallOutcomes", {"calls": [{"contact": "a" * 64, "outcome": "ok",
+                                       "attempts": 1, "day": "2026-02-03",
+                                       "talk_s": 3, "number": "13800000000"}]},
+     "calls.0.number"),
 ])
 def test_malformed(shared: World, function: str, changes: dict[str, Any],
                    field: str) -> None:
@@ -117,3 +132,45 @@ def test_center_and_city_admin_may_not_start(shared: World) -> None:
         rejected(shared.ids, caller, "StartCallCampaign",
                  call_campaign_args(unique_name("x")), Unauthorized, None,
                  "StartCallCampaign may be called by department")
+
+
+def test_per_call_records_in_batches(ids: Clients[Ledger]) -> None:
+    """Batches in order, each once; the completion's counts are theirs."""
+    register_departments(ids)
+    name = unique_name("records")
+    ks = ids("Kunshan", "health")
+    ks.submit("StartCallCampaign", call_campaign_args(name, 4))
+    first = call_records_args(name, 0, ("satisfied", "busy"))
+    got = ks.submit("RecordCallOutcomes", first)
+    assert event_types(got) == ["CallCampaignCallsRecorded"]
+    data = got.events[0]["data"]
+    assert data["calls"] == first["calls"] and data["batch"] == 0
+    assert data["counts"] == {"busy": 1, "satisfied": 1}
+    kh = ("Kunshan", "health")
+    rejected(ids, kh, "RecordCallOutcomes", first, Conflict, "batch",
+             "already recorded")
+    rejected(ids, kh, "RecordCallOutcomes", call_records_args(name, 2), InvalidArgument,
+             "batch", "the next batch")
+    twice = call_records_args(name, 1, ("busy", "busy"))
+    twice["calls"][1]["contact"] = twice["calls"][0]["contact"]
+    rejected(ids, kh, "RecordCallOutcomes", twice, InvalidArgument, "calls",
+             "appears twice")
+    rejected(ids, kh, "RecordCallOutcomes", call_records_args(name, 1),
+             InvalidArgument, "calls", "5 records, but the campaign has 4")
+    again = call_records_args(name, 1, ("busy", "no_answer"))
+    again["calls"][1]["contact"] = first["calls"][0]["contact"]  # had its outcome
+    rejected(ids, kh, "RecordCallOutcomes", again, Conflict, "calls.1.contact",
+             "already has an outcome")
+    ks.submit("RecordCallOutcomes", call_records_args(name, 1, ("busy", "no_answer")))
+    state = ks.evaluate("GetCallCampaign", {"city": "Kunshan",
+                                            "department": "health",
+                                            "campaign": name})
+    assert (state["batches"], state["recorded"]) == (
+        2, {"busy": 2, "no_answer": 1, "satisfied": 1})
+    rejected(ids, kh, "CompleteCallCampaign",
+             {"campaign": name, "outcomes": {"satisfied": 2, "busy": 2}},
+             InvalidArgument, "outcomes", "differ from the per-call records")
+    ks.submit("CompleteCallCampaign", {"campaign": name, "outcomes": {
+        "busy": 2, "no_answer": 1, "satisfied": 1}})
+    rejected(ids, kh, "RecordCallOutcomes", call_records_args(name, 2, ("busy",)),
+             Conflict, "campaign", "already completed")

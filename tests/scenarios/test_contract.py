@@ -96,6 +96,7 @@ ALLOWED: dict[str, frozenset[Role]] = {
     "HandleAlert": frozenset({Role.DEPARTMENT, Role.CITY_ADMIN}),
     "StartCallCampaign": frozenset({Role.DEPARTMENT}),
     "CompleteCallCampaign": frozenset({Role.DEPARTMENT}),
+    "RecordCallOutcomes": frozenset({Role.DEPARTMENT}),
 }
 
 

@@ -10,16 +10,20 @@ template's SM3 and the counts (``chaincode/calls.py``).
 from __future__ import annotations
 
 import csv
+import hmac
 import re
+import time as _time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from workers.voice.dialog import Line
+from workers.voice.journal import INTERRUPTED, Journal
 from workers.voice.robot import CallResult
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -133,7 +137,8 @@ class RetryPolicy:
 
     attempts: int = 3
     delay: timedelta = timedelta(minutes=10)
-    outcomes: frozenset[str] = frozenset({"busy", "no_answer", "failed"})
+    outcomes: frozenset[str] = frozenset({"busy", "no_answer", "failed",
+                                          INTERRUPTED})
 
 
 class Status(StrEnum):
@@ -163,10 +168,46 @@ class Campaign:
         self.by_id = {c.id: c for c in contacts}
         self.status = Status.RUNNING
         self.progress = {c.id: _Progress(due=start) for c in contacts}
+        self.journal: Journal | None = None
         blocked = set(do_not_call)
         for c in contacts:
             if c.number in blocked:
                 self.progress[c.id].final = DO_NOT_CALL
+
+    def attach(self, journal: Journal, now: datetime) -> None:
+        """Journal every step from now on. A journal with progress in it (the
+        campaign's process died) is replayed first: attempts, retries due,
+        final outcomes; attempts without an outcome end as ``interrupted``
+        (see ``workers.voice.journal``). Do-not-call numbers without a final
+        outcome in the journal get theirs now."""
+        finals = {f.contact: f.outcome for f in journal.finals()}
+        dangling = []
+        for a in journal.attempts():
+            p = self.progress.get(a.contact)
+            if p is None:
+                raise CampaignError(f"{journal.path}: contact {a.contact!r} is not "
+                                    "in the contacts file (it changed?)")
+            p.attempts = max(p.attempts, a.attempt)
+            if a.outcome is None:
+                dangling.append(a)
+                continue
+            p.results.append(result_of(a.contact, a.record or {"outcome": a.outcome}))
+            if a.ended_at and a.outcome in self.retry.outcomes:
+                p.due = a.ended_at + self.retry.delay
+        if journal.get("status") == Status.CANCELLED.value:
+            self.status = Status.CANCELLED
+        dangling_ids = {a.contact for a in dangling}
+        for cid, p in self.progress.items():
+            if cid in finals:
+                p.final = finals[cid]
+            elif cid in dangling_ids:
+                p.final, p.in_flight = None, True  # ended just below
+            elif p.final is not None or self.status is Status.CANCELLED:
+                p.final = p.final or CANCELLED
+                journal.final(cid, p.final, p.attempts, now)
+        self.journal = journal
+        for a in dangling:
+            self.record(CallResult(a.contact, "", INTERRUPTED), now)
 
     # ------------------------------------------------------------- control
     def pause(self) -> None:
@@ -182,9 +223,14 @@ class Campaign:
         ``cancelled``."""
         if self.status in (Status.RUNNING, Status.PAUSED):
             self.status = Status.CANCELLED
-            for p in self.progress.values():
+            when = datetime.now(self.hours.tz)
+            if self.journal:
+                self.journal.set("status", self.status.value)
+            for cid, p in self.progress.items():
                 if p.final is None and not p.in_flight:
                     p.final = CANCELLED
+                    if self.journal:
+                        self.journal.final(cid, CANCELLED, p.attempts, when)
 
     # ------------------------------------------------------------ dialling
     @property
@@ -202,6 +248,8 @@ class Campaign:
             p = self.progress[c.id]
             if p.final is None and not p.in_flight and (p.due is None or p.due <= now):
                 p.in_flight, p.attempts = True, p.attempts + 1
+                if self.journal:  # before the call: a crash leaves a trace
+                    self.journal.dialled(c.id, p.attempts, now)
                 out.append(c)
         return out
 
@@ -214,6 +262,9 @@ class Campaign:
             p.due = now + self.retry.delay
         else:
             p.final = result.outcome
+        if self.journal:
+            self.journal.ended(result.key, p.attempts, result.outcome, now,
+                               record_of(result), p.final)
         if self.done and self.status is not Status.CANCELLED:
             self.status = Status.DONE
 
@@ -234,6 +285,59 @@ class Campaign:
     @property
     def finished(self) -> int:
         return sum(p.final is not None for p in self.progress.values())
+
+
+def record_of(r: CallResult) -> dict[str, Any]:
+    """A call's off-chain record: no number (the URI holds it)."""
+    return {"outcome": r.outcome, "sip_status": r.sip_status,
+            "setup_ms": r.setup_ms, "duration_s": round(r.duration_s, 2),
+            "answers": r.answers, "recording_sm3": r.recording_sm3,
+            "transcript": [[ln.who, ln.text] for ln in r.transcript]}
+
+
+def result_of(contact_id: str, rec: dict[str, Any]) -> CallResult:
+    """A ``CallResult`` back from ``record_of`` (the URI is not kept)."""
+    return CallResult(contact_id, "", rec["outcome"], rec.get("sip_status", 0),
+                      rec.get("setup_ms") is not None, rec.get("setup_ms"),
+                      rec.get("duration_s", 0.0), rec.get("answers", {}),
+                      [Line(w, t) for w, t in rec.get("transcript", [])],
+                      recording_sm3=rec.get("recording_sm3"))
+
+
+def contact_key(secret: bytes, contact_id: str) -> str:
+    """What the chain knows of a contact: HMAC-SM3 of the department's contact
+    id under the department's secret (kept off chain; see chaincode/calls.py)."""
+    return hmac.new(secret, contact_id.encode(), "sm3").hexdigest()
+
+
+class RecordSender:
+    """Sends the journal's final outcomes to the ledger as numbered batches
+    (``RecordCallOutcomes``): a full batch at once, what is pending at least
+    every ``every_s``, and everything on ``flush(force=True)``. ``sent`` and
+    ``batch`` start from the ledger's state (a resumed campaign asks it), so
+    the journal's order (``Final.seq``, without gaps) says what is left."""
+
+    def __init__(self, journal: Journal, submit: Callable[[dict[str, Any]], Any],
+                 campaign: str, secret: bytes, sent: int = 0, batch: int = 0,
+                 size: int = 500, every_s: float = 5.0) -> None:
+        self.journal, self.submit, self.campaign = journal, submit, campaign
+        self.secret, self.sent, self.batch = secret, sent, batch
+        self.size, self.every_s = size, every_s
+        self._last = _time.monotonic()
+
+    def flush(self, force: bool = False) -> None:
+        while True:
+            pending = self.journal.finals(after=self.sent, limit=self.size)
+            due = force or _time.monotonic() - self._last >= self.every_s
+            if not pending or (len(pending) < self.size and not due):
+                return
+            self.submit({"campaign": self.campaign, "batch": self.batch, "calls": [
+                {"contact": contact_key(self.secret, f.contact),
+                 "outcome": f.outcome, "attempts": f.attempts,
+                 "day": f.at.astimezone(CHINA).date().isoformat(),
+                 "talk_s": min(f.talk_s, 86_400)} for f in pending]})
+            self.sent, self.batch = pending[-1].seq, self.batch + 1
+            self._last = _time.monotonic()
 
 
 # ----------------------------------------------------------------- running

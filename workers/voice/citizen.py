@@ -8,6 +8,7 @@ the robot's calls and acts out a scenario chosen by the dialled number.
 scenario; ``"*"`` is the default. A scenario::
 
     {"answer": "yes" | "busy" | "never", "ring_s": 0.2, "keep_audio": false,
+     "max_s": 20,
      "steps": [{"after_prompt": true}, {"dtmf": "1"}, {"tones": "2"},
                {"say": "我很满意"}, {"wait_s": 1.0}, {"hangup": true}]}
 
@@ -15,8 +16,9 @@ scenario; ``"*"`` is the default. A scenario::
 plays a recorded (synthesised) answer, ``after_prompt`` waits until the robot
 has spoken and then been quiet for 0.8 s. After the steps the citizen stays on
 the line, silent, until the robot hangs up. ``keep_audio`` saves what each
-call heard as a WAV next to the log (for benchmarks). Prints ``ready`` once it listens;
-stops on SIGTERM or SIGINT, hanging up and cleaning up first.
+call heard as a WAV next to the log (for benchmarks); ``max_s`` hangs up that
+long after answering (a robot that died never hangs up). Prints ``ready`` once
+it listens; stops on SIGTERM or SIGINT, hanging up and cleaning up first.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
             self.number, ua.scenarios.get("*", {}))
         self.steps: list[dict[str, Any]] = list(self.scenario.get("steps", []))
         self.answer_at: float | None = None
+        self.hangup_at: float | None = None
         self.audio: Any = None
         self.tap: AudioTap | None = None
         self.player: Player | None = None
@@ -67,6 +70,8 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
         # compare it with the robot's prompt).
         self.heard: list[bytes] | None = [] if self.scenario.get("keep_audio") \
             else None
+        self.stats: dict[str, float] = {}  # the receive side, for benchmarks
+        self.stats_at = 0.0
 
     def onCallState(self, prm: Any) -> None:  # pjsua2 callback
         info = self.getInfo()
@@ -102,8 +107,18 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
             self.answer_at = None
             self._answer(200)
             self.ua.log(self.number, "answered")
+            if "max_s" in self.scenario:
+                self.hangup_at = now + float(self.scenario["max_s"])
+        if self.hangup_at is not None and now >= self.hangup_at:
+            self.hangup_at = None
+            self.ua.log(self.number, "max_s")
+            with contextlib.suppress(pj.Error):
+                self.hangup(pj.CallOpParam())
         if self.tap is None:
             return
+        if self.heard is not None and now >= self.stats_at:
+            self.stats_at = now + 0.5
+            self.stats = stream_stats(self)
         pcm = self.tap.drain()
         if self.heard is not None and pcm:
             self.heard.append(pcm)
@@ -152,6 +167,9 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
         if self.heard is not None and self.tap is not None:
             self.heard.append(self.tap.drain())
             self.ua.keep(self.number, b"".join(self.heard))
+            self.ua.log(self.number, "stream", **self.stats,
+                        late_ticks=self.tap.late_ticks,
+                        longest_gap_ms=round(self.tap.longest_gap_s * 1000, 1))
             self.heard = None
         if self.player is not None and self.audio is not None:
             with contextlib.suppress(pj.Error):
@@ -160,6 +178,21 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
             with contextlib.suppress(pj.Error):
                 self.audio.stopTransmit(self.tap)
         self.player = self.tap = self.audio = None
+
+
+def stream_stats(call: Any) -> dict[str, float]:
+    """What the call's receive side saw so far: RTP packets, their loss and
+    jitter, and the jitter buffer (frames discarded, played empty, lost)."""
+    try:
+        st = call.getStreamStat(0)
+    except pj.Error:
+        return {}
+    rx, jb = st.rtcp.rxStat, st.jbuf
+    return {"rx_pkt": rx.pkt, "rx_loss": rx.loss, "rx_discard": rx.discard,
+            "rx_jitter_ms_max": rx.jitterUsec.max / 1000,
+            "jb_discard": jb.discard, "jb_empty": jb.empty, "jb_lost": jb.lost,
+            "jb_prefetch": jb.prefetch, "jb_delay_ms_avg": jb.avgDelayMsec,
+            "jb_delay_ms_max": jb.maxDelayMsec}
 
 
 class _Account(pj.Account):  # type: ignore[misc]

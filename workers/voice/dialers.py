@@ -18,6 +18,7 @@ from typing import Any
 
 from workers.voice.asr import load_recogniser
 from workers.voice.intent import RuleMatcher
+from workers.voice.journal import INTERRUPTED
 from workers.voice.recordings import RecordingStore
 from workers.voice.robot import PJSUA_MAX_CALLS, CallEngine, CallResult, LinesBusy
 from workers.voice.template import Template
@@ -123,32 +124,46 @@ class RayDialer:
         import ray
 
         # An actor holds a SIP endpoint, not a CPU: many fit on 2 cores.
-        actor = ray.remote(num_cpus=0.1, max_restarts=0)(CallWorker)
+        self._actor = ray.remote(num_cpus=0.1, max_restarts=0)(CallWorker)
         self._ray: Any = ray
-        self.actors: list[Any] = [
-            actor.remote(replace(spec, sip_port=spec.sip_port + i,  # type: ignore[attr-defined]
-                                 rtp_port=spec.rtp_port + 200 * i))
-            for i in range(workers)]
+        self._spec = spec
+        self.actors: list[Any] = [self._start(i) for i in range(workers)]
         self.capacity = PJSUA_MAX_CALLS * workers
+        self.restarts = 0
         self._load = [0] * workers
-        self._owner: dict[str, int] = {}
+        self._owner: dict[str, tuple[int, str]] = {}
         self._dials: list[list[tuple[str, str]]] = [[] for _ in range(workers)]
+
+    def _start(self, i: int) -> Any:
+        return self._actor.remote(replace(
+            self._spec, sip_port=self._spec.sip_port + i,  # type: ignore[attr-defined]
+            rtp_port=self._spec.rtp_port + 200 * i))
 
     def dial(self, contact_id: str, uri: str) -> None:
         i = min(range(len(self.actors)), key=lambda j: self._load[j])
         self._load[i] += 1
-        self._owner[contact_id] = i
+        self._owner[contact_id] = (i, uri)
         self._dials[i].append((contact_id, uri))
 
     def poll(self, wait_s: float) -> list[CallResult]:
+        """Results of the calls that ended. A call worker that died (its
+        process killed, crashed) ends its calls as ``interrupted`` (the
+        campaign retries them per its policy) and is started again."""
         ms = int(wait_s * 1000)
         refs = [a.step.remote(d, ms) for a, d in zip(self.actors, self._dials,
                                                     strict=True)]
         self._dials = [[] for _ in self.actors]
         results: list[CallResult] = []
-        for batch in self._ray.get(refs, timeout=60 + wait_s):
+        for i, ref in enumerate(refs):
+            try:
+                batch = self._ray.get(ref, timeout=60 + wait_s)
+            except self._ray.exceptions.RayActorError:
+                batch = [CallResult(k, uri, INTERRUPTED)
+                         for k, (j, uri) in self._owner.items() if j == i]
+                self.actors[i] = self._start(i)
+                self.restarts += 1
             for r in batch:
-                self._load[self._owner.pop(r.key)] -= 1
+                self._load[self._owner.pop(r.key)[0]] -= 1
                 results.append(r)
         return results
 

@@ -16,15 +16,17 @@ from chaincode.encoding import sm3_hex
 from workers.voice.sip import CLOCK_RATE
 
 
-def load_or_make_key(path: Path) -> bytes:
-    """The 16-byte SM4 key in ``path``, made (mode 0600) if there is none."""
+def load_or_make_key(path: Path, size: int = 16) -> bytes:
+    """The ``size``-byte key in ``path`` (16: SM4), made (mode 0600) if there
+    is none."""
     if path.exists():
         key = bytes.fromhex(path.read_text(encoding="ascii").strip())
-        if len(key) != 16:
-            raise ValueError(f"{path}: an SM4 key is 16 bytes (32 hex digits)")
+        if len(key) != size:
+            raise ValueError(f"{path}: the key is {size} bytes ({2 * size} hex "
+                             "digits)")
         return key
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(16)
+    key = secrets.token_bytes(size)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(key.hex() + "\n")

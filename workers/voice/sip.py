@@ -15,6 +15,7 @@ import os
 import queue
 import socket
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ import pjsua2 as pj
 HOST = "127.0.0.1"
 CLOCK_RATE = 8000
 FRAME_MS = 20
+LATE_TICK_S = 0.06  # three frames' time
 
 
 def free_udp_port(candidates: Iterable[int]) -> int:
@@ -138,8 +140,19 @@ class AudioTap(pj.AudioMediaPort):  # type: ignore[misc]
         super().__init__()
         self.frames: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self.createPort(name, pcm_format())
+        # How steadily the clock thread ticked (bench.voice reports it): frames
+        # that came LATE_TICK_S or more after the one before, the longest gap.
+        self.late_ticks = 0
+        self.longest_gap_s = 0.0
+        self._last = 0.0
 
     def onFrameReceived(self, frame: Any) -> None:  # pjsua2 callback
+        now = time.monotonic()
+        if self._last:
+            gap = now - self._last
+            self.late_ticks += gap >= LATE_TICK_S
+            self.longest_gap_s = max(self.longest_gap_s, gap)
+        self._last = now
         if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
             self.frames.put(bytes(frame.buf))
 

@@ -15,6 +15,10 @@ from chaincode.encoding import sm3_hex
 
 VOICE = "cmn-latn-pinyin"
 SPEED = 150  # words per minute; espeak's default 175 is hurried on a phone
+# Silence before each prompt: the far end's jitter buffer fills at the start of
+# a call, and swallowed the first 20 ms of speech (bench.voice: frame 0 of most
+# calls) before there was any.
+LEAD_IN_S = 0.1
 
 
 class TtsError(RuntimeError):
@@ -33,7 +37,7 @@ class PromptCache:
         self.directory, self.voice, self.speed = directory, voice, speed
 
     def key(self, text: str) -> str:
-        return sm3_hex(f"{self.voice}|{self.speed}|{text}".encode())
+        return sm3_hex(f"{self.voice}|{self.speed}|{LEAD_IN_S}|{text}".encode())
 
     def path(self, text: str) -> Path:
         """The prompt's 8 kHz WAV, synthesised if it is not cached yet."""
@@ -50,7 +54,7 @@ class PromptCache:
                        "-w", str(raw), "--", text])
             # -G: guard against clipping while resampling.
             self._run(["sox", "-G", str(raw), "-r", "8000", "-c", "1", "-b", "16",
-                       "-e", "signed-integer", str(part)])
+                       "-e", "signed-integer", str(part), "pad", str(LEAD_IN_S)])
             os.replace(part, out)  # atomic: concurrent callers see whole files
         return out
 

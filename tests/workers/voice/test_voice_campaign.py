@@ -4,9 +4,11 @@ resume and cancel, and counts that always add up to the contacts."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,12 +19,15 @@ from workers.voice.campaign import (
     CampaignError,
     Contact,
     FileControl,
+    RecordSender,
     RetryPolicy,
     Status,
+    contact_key,
     load_contacts,
     load_do_not_call,
     run_campaign,
 )
+from workers.voice.journal import Journal
 from workers.voice.robot import CallResult
 
 MORNING = datetime(2026, 12, 1, 9, 30, tzinfo=CHINA)
@@ -226,3 +231,100 @@ def test_control_commands_reach_the_running_campaign(tmp_path: Path) -> None:
         assert main(["voice", "campaign", action, "c1", "--data-dir",
                      str(tmp_path)]) == 0
         assert control.read() == action
+
+
+# ------------------------------------------------------------------ journal
+def _journalled(tmp_path: Path, contacts: list[Contact], clock: FakeClock,
+                retry: RetryPolicy, dnc: set[str] | None = None) -> Campaign:
+    c = Campaign("t", contacts, CallingHours(), retry, do_not_call=dnc or set())
+    c.attach(Journal(tmp_path / "journal.sqlite"), clock.now())
+    return c
+
+
+def test_a_campaign_goes_on_from_its_journal_after_a_crash(tmp_path: Path) -> None:
+    clock = FakeClock(MORNING)
+    contacts = _contacts(12)
+    retry = RetryPolicy(attempts=2, delay=timedelta(minutes=1))
+    first = _journalled(tmp_path, contacts, clock, retry,
+                        dnc={contacts[11].number})
+    dialer = FakeDialer(clock, {contacts[0].number: ["busy"]})
+    # Dial 4, two of them end; then the process "dies" with two in flight.
+    for c in first.due(clock.now(), 4):
+        dialer.dial(c.id, c.number)
+    ended = dialer.poll(0)
+    for r in ended[:2]:
+        first.record(r, clock.now())
+    assert first.journal is not None
+    first.journal.close()
+    in_flight = [r.key for r in ended[2:]]
+
+    clock.sleep(120)
+    second = _journalled(tmp_path, contacts, clock, retry,
+                         dnc={contacts[11].number})
+    for key in in_flight:  # interrupted, called again (one attempt left)
+        p = second.progress[key]
+        assert (p.attempts, p.final, p.results[-1].outcome) == (
+            1, None, "interrupted")
+    assert second.progress["c0"].attempts == 1  # busy once, due again
+    assert second.progress["c1"].final == "satisfied"
+    counts = _run(second, dialer, clock)
+    assert counts == {"satisfied": 10, "busy": 1, "do_not_call": 1}
+    journal = Journal(tmp_path / "journal.sqlite")
+    finals = journal.finals()
+    assert sorted(f.contact for f in finals) == sorted(c.id for c in contacts)
+    assert journal.counts() == counts
+    assert {a.contact: a.attempt for a in journal.attempts()
+            if a.outcome == "interrupted"} == dict.fromkeys(in_flight, 1)
+    assert all(a.outcome for a in journal.attempts())
+    assert [u for _, u in dialer.calls].count(contacts[1].number) == 1
+
+
+def test_interrupted_without_attempts_left_is_final(tmp_path: Path) -> None:
+    clock = FakeClock(MORNING)
+    contacts = _contacts(2)
+    retry = RetryPolicy(attempts=1)
+    first = _journalled(tmp_path, contacts, clock, retry)
+    first.due(clock.now(), 1)  # dialled, then the process dies
+    second = _journalled(tmp_path, contacts, clock, retry)
+    assert second.progress["c0"].final == "interrupted"
+    assert _run(second, FakeDialer(clock, {}), clock) == {
+        "interrupted": 1, "satisfied": 1}
+
+
+def test_a_cancelled_campaign_stays_cancelled(tmp_path: Path) -> None:
+    clock = FakeClock(MORNING)
+    contacts = _contacts(5)
+    first = _journalled(tmp_path, contacts, clock, RetryPolicy())
+    first.due(clock.now(), 2)
+    first.cancel()  # two calls under way; then the process dies
+    second = _journalled(tmp_path, contacts, clock, RetryPolicy())
+    assert second.status is Status.CANCELLED and second.done
+    assert second.counts() == {"cancelled": 3, "interrupted": 2}
+    assert Journal(tmp_path / "journal.sqlite").counts() == second.counts()
+
+
+def test_records_go_out_in_batches_by_keyed_hash(tmp_path: Path) -> None:
+    clock = FakeClock(datetime(2026, 12, 1, 23, 30, tzinfo=CHINA))
+    contacts = _contacts(7)
+    c = Campaign("t", contacts, CallingHours.parse("00:00-24:00"), RetryPolicy())
+    journal = Journal(tmp_path / "journal.sqlite")
+    c.attach(journal, clock.now())
+    _run(c, FakeDialer(clock, {}), clock)
+    sent: list[dict[str, Any]] = []
+    secret = b"k" * 32
+    sender = RecordSender(journal, sent.append, "t", secret, size=3, every_s=3600)
+    sender.flush()  # full batches only
+    assert [b["batch"] for b in sent] == [0, 1]
+    sender.flush(force=True)
+    assert [len(b["calls"]) for b in sent] == [3, 3, 1]
+    records = [r for b in sent for r in b["calls"]]
+    assert sorted(r["contact"] for r in records) == sorted(
+        contact_key(secret, x.id) for x in contacts)
+    assert contact_key(b"x" * 32, "c0") != contact_key(secret, "c0")
+    assert all("1380000" not in json.dumps(b) for b in sent)
+    assert {r["day"] for r in records} <= {"2026-12-01", "2026-12-02"}
+    # A resumed campaign starts where the ledger's records end.
+    again: list[dict[str, Any]] = []
+    RecordSender(journal, again.append, "t", secret, sent=6, batch=2
+                 ).flush(force=True)
+    assert again == [sent[2]]

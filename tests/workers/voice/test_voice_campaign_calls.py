@@ -23,6 +23,7 @@ from workers.voice.campaign import (
     SystemClock,
     run_campaign,
 )
+from workers.voice.robot import CallResult
 from workers.voice.template import load_template
 from workers.voice.tts import missing_tools
 
@@ -127,6 +128,7 @@ def test_cli_campaign_records_counts_on_the_ledger(citizen: CitizenProcess,
     finally:
         conn.close()
     assert state["status"] == "completed" and state["outcomes"] == expected
+    assert state["recorded"] == expected and state["batches"] >= 1
     assert state["template_sm3"] == load_template(QUICK).sm3
     assert state["contact_count"] == 6
     # No phone number anywhere in the ledger's files (SQLite and all).
@@ -173,3 +175,50 @@ def test_cli_refuses_bad_input(tmp_path: Path) -> None:
                "--department", "transport", "--concurrency", "20", "--workers", "2")
     assert run.returncode == 2
     assert "--concurrency: 20 calls at once need 5 call workers" in run.stderr
+
+
+def test_a_killed_call_worker_loses_no_contact(ray_local: None,
+                                               tmp_path: Path) -> None:
+    """SIGKILL to one call worker's process mid-campaign: its calls end
+    ``interrupted`` and are called again, the worker is started again, and
+    every contact still ends exactly once."""
+    import os
+    import signal
+
+    import ray
+
+    from workers.voice.dialers import EngineSpec, RayDialer
+
+    numbers = [f"1370000{i:04d}" for i in range(12)]
+    citizen = start_citizen({n: {**PRESS_1, "max_s": 4} for n in numbers},
+                            tmp_path / "citizen")
+    port = pick_sip_port(2)
+    dialer = RayDialer(EngineSpec(load_template(QUICK), str(tmp_path / "prompts"),
+                                  port, rtp_base_for(port)), workers=2)
+    victim = ray.get(dialer.actors[0].__ray_call__.remote(lambda self: os.getpid()))
+    poll, killed = dialer.poll, list[int]()
+
+    def poll_then_kill(wait_s: float) -> list[CallResult]:
+        out = poll(wait_s)
+        if not killed and any(i == 0 for i, _ in dialer._owner.values()):
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+        return out
+
+    dialer.poll = poll_then_kill  # type: ignore[method-assign]
+    campaign = Campaign("kill", [Contact(f"k{i}", n) for i, n in enumerate(numbers)],
+                        ALL_DAY, RetryPolicy(attempts=3, delay=timedelta(seconds=0.5)))
+    try:
+        counts = run_campaign(campaign, dialer, lambda c: citizen.uri(c.number),
+                              SystemClock(), concurrency=4, idle_s=0.2)
+    finally:
+        dialer.close()
+        citizen.stop()
+    assert killed and dialer.restarts == 1
+    assert sum(counts.values()) == len(numbers)
+    assert all(p.final is not None for p in campaign.progress.values())
+    interrupted = [k for k, p in campaign.progress.items()
+                   if any(r.outcome == "interrupted" for r in p.results)]
+    assert interrupted
+    for k in interrupted:  # called again after the worker died
+        assert len(campaign.progress[k].results) >= 2
