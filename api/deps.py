@@ -33,6 +33,7 @@ from chaincode.identity import Role
 from projections.db import Database
 from projections.follower import Follower
 from projections.queries import DashboardCache
+from workers.video.service import WatchRegistry
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -49,6 +50,7 @@ class Runtime:
     follower: Follower
     signer: NodeSigner
     dashboard: DashboardCache = field(default_factory=DashboardCache)
+    watches: WatchRegistry = field(default_factory=WatchRegistry)
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -68,6 +70,7 @@ class Runtime:
                    NodeSigner(settings.data_dir))
 
     def close(self) -> None:
+        self.watches.close()
         self.tokens.stop_watching()
         self.follower.stop()
         self.gateway.close()

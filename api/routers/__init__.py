@@ -24,6 +24,7 @@ from api.routers import (
     statistics,
     system,
     video_alerts,
+    video_watches,
 )
 
 ROUTERS = [identifiers.router, departments.router, code_schemes.router,
@@ -32,6 +33,7 @@ ROUTERS = [identifiers.router, departments.router, code_schemes.router,
            card_blacklist.router, card_blacklist.signing, statistics.router,
            risk_alerts.router, issuer_keys.router, issuer_keys.urls,
            issuer_keys.schemes,
-           cameras.router, video_alerts.router, call_campaigns.router,
+           cameras.router, video_alerts.router, video_watches.router,
+           call_campaigns.router,
            blocks.router, ledger.router, dashboard.router, system.router,
            pages.router]

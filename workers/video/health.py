@@ -85,7 +85,16 @@ class HealthWriter:
     def __call__(self, progress: dict[str, float]) -> None:
         self.update(progress)
 
-    def update(self, progress: dict[str, float], status: str | None = None) -> None:
+    def update(self, progress: dict[str, float], status: str | None = None
+               ) -> dict[str, Any]:
+        """Write the health of this report; returns it."""
+        health = self.snapshot(progress, status)
+        write_health(self.directory, self.camera_id, health)
+        return health
+
+    def snapshot(self, progress: dict[str, float], status: str | None = None
+                 ) -> dict[str, Any]:
+        """The health for this report (what ``update`` writes)."""
         now = self.clock()
         frames = float(progress.get("frames", 0))
         self._samples.append((now, frames))
@@ -102,7 +111,7 @@ class HealthWriter:
                 self._reconnects = reconnects
         self._last = dict(progress)
         frame_at = progress.get("frame_at") or None
-        write_health(self.directory, self.camera_id, {
+        return {
             "camera_id": self.camera_id, "city": self.city,
             "camera_code": self.camera_code, "status": status,
             "fps": round(max(fps, 0.0), 2),
@@ -110,8 +119,8 @@ class HealthWriter:
             "last_frame_at": _iso(frame_at), "updated_at": _iso(now),
             "frames": int(frames), "dropped": int(progress.get("dropped", 0)),
             "reconnects": int(reconnects),
-            "alerts": int(progress.get("alerts", 0))})
+            "alerts": int(progress.get("alerts", 0))}
 
-    def stopped(self) -> None:
+    def stopped(self) -> dict[str, Any]:
         """The watch has ended (or the driver is stopping)."""
-        self.update(self._last, "stopped")
+        return self.update(self._last, "stopped")

@@ -34,9 +34,9 @@ from workers.video.classical import Perspective
 from workers.video.evidence import EvidenceStore, save_evidence
 from workers.video.model import KINDS, Detector, Frame, Incident, Kind, Zone
 from workers.video.onnx import CLASSES, OnnxZoneDetector, YoloV8, load_names
+from workers.video.sources import LIVE_PREFIXES, mask_source
 
 log = logging.getLogger(__name__)
-LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
 
 
 class Capture(Protocol):
@@ -141,11 +141,12 @@ class FrameSource:
                 return
             failures += 1
             if failures > self.max_attempts:
-                raise SourceLost(f"{self.source}: no frames after {self.max_attempts} "
-                                 "reconnect attempts")
+                raise SourceLost(f"{mask_source(self.source)}: no frames after "
+                                 f"{self.max_attempts} reconnect attempts")
             self.reconnects += 1
             delay = min(self.backoff_s * 2 ** (failures - 1), self.max_backoff_s)
-            log.warning("%s dropped; reconnecting in %.1f s", self.source, delay)
+            log.warning("%s dropped; reconnecting in %.1f s",
+                        mask_source(self.source), delay)
             self.sleep(delay)
 
 
@@ -200,6 +201,11 @@ class WatchConfig:
     queue_size: int = 32
     warmup_s: float = 5.0  # re-read before the checkpoint: background models
     clip_s: float = 3.0
+    # a live source that drops is reopened after backoff_s, doubling up to
+    # max_backoff_s; the watch fails after reconnect_attempts failures in a row
+    backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    reconnect_attempts: int = 8
     # A YOLOv8-layout ONNX model and its class names (one per line) replace the
     # classical detector of each kind in ``model_kinds`` (default: every kind
     # whose classes the model knows, workers.video.onnx.CLASSES).
@@ -230,8 +236,10 @@ class CameraWatch:
     def __init__(self, config: WatchConfig, source: FrameSource | None = None,
                  now: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.source = source or FrameSource(config.source, config.sample_fps,
-                                            pace=config.pace)
+        self.source = source or FrameSource(
+            config.source, config.sample_fps, backoff_s=config.backoff_s,
+            max_backoff_s=config.max_backoff_s,
+            max_attempts=config.reconnect_attempts, pace=config.pace)
         self.store = EvidenceStore(config.evidence)
         self.cp = Checkpoint.load(config.checkpoint, now())
         self.analyzer = Analyzer(config.zones, config.sample_fps, config.perspective,
@@ -375,7 +383,7 @@ def frame_size(source: str, opener: Callable[[str], Capture] = open_capture
     try:
         ok, frame = cap.read()
         if not ok:
-            raise FileNotFoundError(f"no frame from {source!r}")
+            raise FileNotFoundError(f"no frame from {mask_source(source)}")
         arr = np.asarray(frame)
         return int(arr.shape[1]), int(arr.shape[0])
     finally:
