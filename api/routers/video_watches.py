@@ -85,7 +85,8 @@ class WatchOut(BaseModel):
     last_frame_at: datetime | None = None
     updated_at: datetime | None = None
     dropped: int = 0
-    reconnects: int = 0
+    reconnects: int = 0  # attempts to reopen a live source, in all
+    gap_s: float = 0.0  # its last outage: from its last frame to the next
     alerts: int = 0
     pending_alerts: int = 0
     last_error: str | None = None

@@ -1,9 +1,10 @@
 """Each camera's health as the driver (``cityunion video watch``) sees it:
 frames analysed per second over the last few seconds, the lag of the latest
-frame, its time and the watch's status, in ``DATA_DIR/video/health/<camera
-id>.json`` (written atomically), which the API lists at
-``/api/cameras/health``. A file not updated for ``STALE_S`` seconds belongs to
-a driver that is gone: its status reads ``stale``."""
+frame, its time, the reconnect attempts and the last outage of a live source
+(``gap_s``: from its last frame to the next) and the watch's status, in
+``DATA_DIR/video/health/<camera id>.json`` (written atomically), which the
+API lists at ``/api/cameras/health``. A file not updated for ``STALE_S``
+seconds belongs to a driver that is gone: its status reads ``stale``."""
 
 from __future__ import annotations
 
@@ -119,6 +120,7 @@ class HealthWriter:
             "last_frame_at": _iso(frame_at), "updated_at": _iso(now),
             "frames": int(frames), "dropped": int(progress.get("dropped", 0)),
             "reconnects": int(reconnects),
+            "gap_s": round(float(progress.get("gap_s", 0.0)), 3),
             "alerts": int(progress.get("alerts", 0))}
 
     def stopped(self) -> dict[str, Any]:

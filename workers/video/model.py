@@ -94,11 +94,15 @@ class Debounce:
     """Turns per-frame detections into incidents: a condition must hold for the
     zone's ``hold_s`` (gaps up to ``gap_s`` tolerated, since a detector misses a
     frame now and then) to open an incident, and the incident closes after
-    ``clear_s`` without the condition. One incident, one alert."""
+    ``clear_s`` without the condition. One incident, one alert. A time the
+    stream showed nothing (``skip``: a live source that dropped) is neither
+    presence nor absence, up to ``blind_s``; after a longer outage what is
+    seen is a new incident."""
 
     zones: Sequence[Zone]
     gap_s: float = 1.0
     clear_s: float = 5.0
+    blind_s: float = 300.0
     _tracks: dict[tuple[str, str], _Track] = field(default_factory=dict)
 
     def update(self, detections: Sequence[Detection], t: float) -> list[Incident]:
@@ -130,6 +134,17 @@ class Debounce:
                     tr.incident.ended = tr.last
                 del self._tracks[key]
         return opened
+
+    def skip(self, seconds: float) -> None:
+        """The stream showed nothing for ``seconds``: every track's clocks move
+        on by that much, so a condition seen before and after the outage is
+        one incident (and a hold time counts only time observed)."""
+        if seconds > self.blind_s:
+            return
+        for tr in self._tracks.values():
+            tr.last += seconds
+            if tr.incident is None:
+                tr.since += seconds
 
     def open_incidents(self) -> list[Incident]:
         return [tr.incident for tr in self._tracks.values() if tr.incident]

@@ -78,7 +78,8 @@ class FrameSource:
     pace: float = 0.0
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
-    reconnects: int = 0
+    reconnects: int = 0  # reopen attempts, in all
+    gap_s: float = 0.0  # the last outage: from its last frame to the next one
 
     @property
     def live(self) -> bool:
@@ -122,7 +123,7 @@ class FrameSource:
 
     def _live(self, base: float, stop: threading.Event
               ) -> Iterator[tuple[float, Frame]]:
-        failures, last = 0, -1.0
+        failures, last, seen = 0, -1.0, None  # seen: when the last frame came
         while not stop.is_set():
             cap = self.opener(self.source)
             try:
@@ -130,8 +131,11 @@ class FrameSource:
                     ok, frame = cap.read()
                     if not ok:
                         break
-                    failures = 0
-                    t = self.clock() - base
+                    now = self.clock()
+                    if failures and seen is not None:
+                        self.gap_s = now - seen
+                    failures, seen = 0, now
+                    t = now - base
                     if t - last >= 1.0 / self.sample_fps:
                         last = t
                         yield t, frame
@@ -255,6 +259,9 @@ class CameraWatch:
                                         "alerts": len(self.cp.raised),
                                         "resumed_at": self.cp.t}
         self.done = False
+        # the stream time of the last frame analysed: a live stream's outage
+        # (even across a restart of the worker) is skipped by the debounce
+        self._prev_t: float | None = self.cp.t if self.source.live else None
 
     # -- the loop
     def run(self) -> dict[str, float]:
@@ -309,6 +316,10 @@ class CameraWatch:
             frames.put(None)
 
     def _analyse(self, t: float, frame: Frame) -> None:
+        debounce = self.analyzer.debounce
+        if self._prev_t is not None and t - self._prev_t > debounce.gap_s:
+            debounce.skip(t - self._prev_t - 1.0 / self.config.sample_fps)
+        self._prev_t = t if self.source.live else None
         self._clip.append(frame)
         # Frames re-read before the checkpoint (warm-up) may open incidents too:
         # those restored from the checkpoint stay open and are not reopened,
@@ -349,6 +360,7 @@ class CameraWatch:
     def progress(self) -> dict[str, float]:
         with self._lock:
             return {**self.stats, "reconnects": self.source.reconnects,
+                    "gap_s": self.source.gap_s,
                     "pending": len(self.cp.pending), "raised": len(self.cp.raised),
                     "done": float(self.done)}
 
