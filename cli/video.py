@@ -47,6 +47,10 @@ def register(sub: Any) -> None:
     w.add_argument("--max-backoff", type=float, default=8.0,
                    help="the longest wait between reconnects, seconds (default 8; "
                         "the first is 0.5, doubling)")
+    w.add_argument("--crowd-estimator", default="foreground",
+                   help="how crowds are counted: foreground (density, the "
+                        "default) or hog (OpenCV's people detector), for every "
+                        "zone or by zone: plaza=hog,*=foreground")
     w.add_argument("--model", type=Path, default=None,
                    help="a YOLOv8-layout ONNX model to use instead of the "
                         "classical detectors (with --names)")
@@ -66,6 +70,17 @@ def _progress(p: dict[str, float]) -> None:
           f"queue={int(p['queue'])} dropped={int(p['dropped'])} "
           f"reconnects={int(p['reconnects'])} alerts={int(p['alerts'])}",
           end="", file=sys.stderr, flush=True)
+
+
+def _estimators(text: str) -> str | dict[str, str]:
+    """``hog``, or by zone: ``plaza=hog,*=foreground``."""
+    if "=" not in text:
+        return text
+    pairs = [p.split("=", 1) for p in text.split(",")]
+    if bad := [p[0] for p in pairs if len(p) != 2]:
+        raise UserError(f"--crowd-estimator {','.join(bad)}: give ZONE=ESTIMATOR "
+                        "pairs, e.g. plaza=hog,*=foreground")
+    return {zone.strip(): est.strip() for zone, est in pairs}
 
 
 def run_watch(args: argparse.Namespace) -> int:
@@ -113,9 +128,11 @@ def run_watch(args: argparse.Namespace) -> int:
                 sample_fps=args.sample_fps, pace=args.pace, queue_size=args.queue,
                 reconnect_attempts=args.reconnect_attempts,
                 max_backoff_s=args.max_backoff, model=args.model,
-                names=args.names, model_kinds=kinds)
+                names=args.names, model_kinds=kinds,
+                crowd_estimator=_estimators(args.crowd_estimator))
         except WatchError as e:
-            flag = "--model/--names" if e.field == "model" else f"--{e.field}"
+            flag = ("--model/--names" if e.field == "model"
+                    else f"--{e.field.replace('_', '-')}")
             raise UserError(f"{flag}: {e}") from None
         base = args.data_dir / "video"
         joined = join(args.data_dir, args.address)

@@ -47,6 +47,9 @@ from workers.video.service import (
 
 router = APIRouter(prefix="/api/video/watches", tags=["video"])
 START = responses(400, 401, 403, 409, 413, 422, 503)
+Estimator = Literal["foreground", "hog"]
+ZoneOrAll = Annotated[str, StringConstraints(
+    pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")]
 Source = Annotated[str, StringConstraints(min_length=1, max_length=2048,
                                           pattern=r"^[!-~]+$")]
 
@@ -57,6 +60,12 @@ class WatchOptions(Request):
     queue_size: Annotated[int, Field(ge=1, le=1024)] = 32
     reconnect_attempts: Annotated[int, Field(ge=0, le=1000)] = 8
     max_backoff_s: Annotated[float, Field(gt=0, le=600)] = 8.0
+    crowd_estimator: Estimator | Annotated[
+        dict[ZoneOrAll, Estimator], Field(max_length=17)] = Field(
+        default="foreground", description=(
+            "how crowds are counted: `foreground` density or `hog` (OpenCV's "
+            "people detector), for every zone, or by zone name (`*`: the "
+            "others)"))
 
 
 class WatchCreate(Request):
@@ -143,7 +152,9 @@ def _start(runtime: Any, p: Principal, body: WatchCreate) -> LocalWatch:
         config = watch_config(camera, source, data_dir,
                               **body.options.model_dump())
     except WatchError as e:
-        raise Problem(422, "bad-watch", str(e), e.field, e.accepted) from None
+        field = (f"options.{e.field}" if e.field in WatchOptions.model_fields
+                 else e.field)
+        raise Problem(422, "bad-watch", str(e), field, e.accepted) from None
     from workers.video.evidence import EvidenceStore
 
     video = data_dir / "video"

@@ -99,6 +99,12 @@ def test_bad_input_names_the_field_and_starts_nothing(
     assert "no recording" in refused({"source": "none.avi"}, 422, "source")
     refused({"options": {"sample_fps": 0}}, 422, "options.sample_fps")
     refused({"options": {"turbo": True}}, 422, "options.turbo")
+    assert "zone nowhere" in refused(
+        {"options": {"crowd_estimator": {"nowhere": "hog"}}}, 422,
+        "options.crowd_estimator")
+    r = api.post(WATCHES, {"camera": cam, "source": file,
+                           "options": {"crowd_estimator": "yolo"}}, KS_TRANSPORT)
+    assert problem(r, 422)["field"].startswith("options.crowd_estimator")
     refused({}, 403, "camera", SH_ADMIN)  # another city's
     refused({}, 403, "camera", ("Kunshan", "department", "health"))  # another dept
     refused({}, 403, "role", KS_TERMINAL)

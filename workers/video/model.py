@@ -23,7 +23,9 @@ class Zone:
     ``polygon`` is in pixels of the analysed frame. ``hold_s``: how long a
     condition must hold before it is an incident (debounce); ``min_people``: the
     crowd size that is a gathering; ``garbage_s``: how long a new object must
-    stay to be litter."""
+    stay to be litter. ``crowd_estimator`` (off chain, the watch's choice):
+    ``foreground`` density or the ``hog`` people detector
+    (``workers.video.classical``)."""
 
     name: str
     polygon: tuple[tuple[int, int], ...]
@@ -31,6 +33,7 @@ class Zone:
     min_people: int = 8
     hold_s: float = 3.0
     garbage_s: float = 5.0
+    crowd_estimator: str = "foreground"
 
     def mask(self, height: int, width: int) -> npt.NDArray[np.bool_]:
         m = np.zeros((height, width), np.uint8)

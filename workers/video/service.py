@@ -95,6 +95,13 @@ def watch_config(camera: dict[str, Any], source: str, data_dir: Path,
         config.detectors()
     except (ValueError, OSError) as e:
         raise WatchError(str(e), "model") from None
+    try:
+        from workers.video.analyzer import Analyzer
+
+        Analyzer(config.analysed_zones(), config.sample_fps, config.perspective)
+    except ValueError as e:
+        raise WatchError(str(e), "crowd_estimator",
+                         "foreground or hog, for every zone or by zone") from None
     return config
 
 

@@ -20,8 +20,8 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -216,6 +216,24 @@ class WatchConfig:
     model: Path | None = None
     names: Path | None = None
     model_kinds: tuple[Kind, ...] | None = None
+    # how crowds are counted (without a model for crowds): "foreground"
+    # density or the "hog" people detector, for every zone or by zone name
+    # ("*": the others), e.g. {"plaza": "hog", "*": "foreground"}
+    crowd_estimator: str | Mapping[str, str] = "foreground"
+
+    def analysed_zones(self) -> list[Zone]:
+        """The zones with their crowd estimators; a zone name the camera has
+        not is a ValueError."""
+        chosen = (dict(self.crowd_estimator)
+                  if isinstance(self.crowd_estimator, Mapping)
+                  else {"*": self.crowd_estimator})
+        names = {z.name for z in self.zones}
+        if unknown := sorted(set(chosen) - names - {"*"}):
+            raise ValueError(f"crowd estimator for zone {', '.join(unknown)}: "
+                             f"the camera's zones are {', '.join(sorted(names))}")
+        default = chosen.get("*", "foreground")
+        return [replace(z, crowd_estimator=chosen.get(z.name, default))
+                for z in self.zones]
 
     def detectors(self) -> dict[Kind, Detector]:
         """The model-backed detectors by kind ({} without a model)."""
@@ -246,8 +264,8 @@ class CameraWatch:
             max_attempts=config.reconnect_attempts, pace=config.pace)
         self.store = EvidenceStore(config.evidence)
         self.cp = Checkpoint.load(config.checkpoint, now())
-        self.analyzer = Analyzer(config.zones, config.sample_fps, config.perspective,
-                                 config.detectors())
+        self.analyzer = Analyzer(config.analysed_zones(), config.sample_fps,
+                                 config.perspective, config.detectors())
         self.analyzer.debounce.restore(
             [Incident(**inc) for inc in self.cp.open], self.cp.t)
         self._lock = threading.Lock()
