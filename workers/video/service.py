@@ -186,11 +186,15 @@ class LocalWatch:
     def ended(self) -> bool:
         return self.state in ("finished", "stopped", "failed")
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Ask the watch to stop; wait (up to ``timeout``) until it has."""
+    def request_stop(self) -> None:
+        """Ask the watch to stop (it raises what it found first)."""
         self._stopping = True
         if self._watch is not None:
             self._watch.stop()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the watch to stop; wait (up to ``timeout``) until it has."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -313,9 +317,7 @@ class WatchRegistry:
         """Stop every watch (the server is stopping)."""
         with self._lock:
             watches, self._watches = list(self._watches.values()), {}
-        for w in watches:
-            w._stopping = True
-            if w._watch is not None:
-                w._watch.stop()
+        for w in watches:  # all at once, then wait for each
+            w.request_stop()
         for w in watches:
             w.stop()

@@ -77,7 +77,8 @@ class FrameSource:
     max_attempts: int = 8
     pace: float = 0.0
     clock: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
+    # waits (default: until the watch is stopped, at the latest)
+    sleep: Callable[[float], object] | None = None
     reconnects: int = 0  # reopen attempts, in all
     gap_s: float = 0.0  # the last outage: from its last frame to the next one
 
@@ -116,7 +117,7 @@ class FrameSource:
                     if self.pace > 0:
                         ahead = (t - first) / self.pace - (time.monotonic() - began)
                         if ahead > 0:
-                            self.sleep(ahead)
+                            (self.sleep or stop.wait)(ahead)
                     yield t, frame
         finally:
             cap.release()
@@ -151,7 +152,7 @@ class FrameSource:
             delay = min(self.backoff_s * 2 ** (failures - 1), self.max_backoff_s)
             log.warning("%s dropped; reconnecting in %.1f s",
                         mask_source(self.source), delay)
-            self.sleep(delay)
+            (self.sleep or stop.wait)(delay)
 
 
 @dataclass

@@ -196,3 +196,21 @@ def test_an_outage_is_neither_presence_nor_absence() -> None:
     assert incidents(8.0) == 1
     assert incidents(None) == 2
     assert incidents(400.0) == 2  # beyond blind_s (300 s): a new incident
+
+
+def test_a_watch_waiting_to_reconnect_stops_when_asked(tmp_path: Path) -> None:
+    """Stopping does not wait out the backoff (here 30 s): the watch ends as
+    stopped, not failed."""
+    url = f"http://127.0.0.1:{free_port()}/stream"  # nobody listens
+    config = WatchConfig("cam-2", url, make_video("fire", 0, W, H).zones(),
+                         scene_perspective(H), tmp_path / "cp.json",
+                         tmp_path / "evidence", backoff_s=30.0, max_backoff_s=30.0)
+    watch = LocalWatch(config, {"city": "Kunshan", "department": "transport"},
+                       lambda alerts: [],
+                       HealthWriter(tmp_path / "health", "cam-2", "Kunshan"),
+                       "test", poll_s=0.1)
+    watch.start()
+    wait_for(lambda: watch.describe().get("reconnects", 0) >= 1, watch)
+    watch.stop(timeout=10)
+    assert watch.ended and watch.describe()["state"] == "stopped"
+    assert watch.last_error is None
