@@ -38,7 +38,8 @@ over plain.
 detector, scored on ``--crowd-scenarios`` of the seeds (a gathering, and a busy
 crowd moving through: the hard negative), and their fps on one core with only
 the crowd detector in the pipeline (``hog_alone``: the HOG detector without
-the background model).
+the background model). ``people_counted``: the mean count of each (and of HOG
+on the image enlarged twice) while a gathering stands, against the truth.
 
 ``latency``: ``cityunion video watch``'s path end to end: an embedded ledger
 in a temporary directory, a camera registered at an active place, the
@@ -384,6 +385,7 @@ def crowd_estimators(seeds: list[int], scenarios: list[str], width: int,
             "precision": round(crowd.precision, 3), "recall": round(crowd.recall, 3),
             "alerts": crowd.alerts, "incidents": crowd.incidents,
             "mistakes": [m for m in report.mistakes if " crowd " in m]}
+    out["people_counted"] = people_counted(seeds, width, height, seconds)
     video = make_video("gathering", seeds[0], width, height, seconds=seconds)
     frames = list(video.frames())
     threads = cv2.getNumThreads()
@@ -407,6 +409,37 @@ def crowd_estimators(seeds: list[int], scenarios: list[str], width: int,
         cv2.setNumThreads(threads)
     out["fps_one_core"] = fps
     return out
+
+
+def people_counted(seeds: list[int], width: int, height: int, seconds: float,
+                   every: int = 5) -> dict[str, Any]:
+    """How many people each estimator counts in the plaza while a gathering
+    stands there (every ``every``-th frame), against how many stand there
+    (``workers.video.synthetic.people_in``): means over the seeds."""
+    from workers.video.classical import Background, CrowdDetector, HogCrowdDetector
+    from workers.video.synthetic import people_in
+
+    counted: dict[str, list[float]] = {"true": [], "foreground": [], "hog": [],
+                                       "hog_upscale_2": []}
+    for seed in seeds:
+        video = make_video("gathering", seed, width, height, seconds=seconds)
+        [truth] = video.truth
+        zones = [z for z in video.zones() if z.name == "plaza"]
+        foreground = CrowdDetector(zones, Background(video.fps), video.perspective())
+        hogs = {"hog": HogCrowdDetector(zones),
+                "hog_upscale_2": HogCrowdDetector(zones, upscale=2.0)}
+        times = []
+        for i, (t, frame) in enumerate(video.frames()):
+            n = foreground.count(frame, t)["plaza"]  # every frame: its model
+            if truth.start <= t <= truth.end and i % every == 0:
+                times.append(t)
+                counted["foreground"].append(n)
+                for name, hog in hogs.items():
+                    counted[name].append(hog.count(frame, t)["plaza"])
+        counted["true"] += [float(n) for n in people_in(video, "plaza", times)]
+    return {"frames": len(counted["true"]),
+            **{k: round(statistics.mean(v), 2) if v else None
+               for k, v in counted.items()}}
 
 
 # ------------------------------------------------------------------ main

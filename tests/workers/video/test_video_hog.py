@@ -98,11 +98,14 @@ def test_the_crowd_estimator_is_chosen_per_zone(tmp_path: Path) -> None:
 
 
 def test_the_bench_compares_the_estimators() -> None:
-    out = crowd_estimators([100], ["gathering"], 320, 180, 4.0)
+    out = crowd_estimators([100], ["gathering"], 320, 180, 8.0)
     assert out["videos"] == 1 and out["scenarios"] == ["gathering"]
     for estimator in ("foreground", "hog"):
         score = out[estimator]
         assert score["incidents"] == 1 and 0 <= score["recall"] <= 1
         assert 0 <= score["precision"] <= 1 and score["alerts"] >= 0
+    counted = out["people_counted"]
+    assert counted["frames"] > 0 and counted["true"] >= 8  # a gathering stands
+    assert {"foreground", "hog", "hog_upscale_2"} <= set(counted)
     assert set(out["fps_one_core"]) == {"foreground", "hog", "hog_alone"}
     assert min(out["fps_one_core"].values()) > 0
