@@ -34,6 +34,7 @@ from chaincode.identity import Role
 from projections.db import Database
 from projections.follower import Follower
 from projections.queries import DashboardCache
+from workers.video.service import WatchRegistry
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -52,6 +53,7 @@ class Runtime:
     follower: Follower
     signer: NodeSigner
     dashboard: DashboardCache = field(default_factory=DashboardCache)
+    watches: WatchRegistry = field(default_factory=WatchRegistry)
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -71,6 +73,7 @@ class Runtime:
                    NodeSigner(settings.data_dir))
 
     def close(self) -> None:
+        self.watches.close()
         self.tokens.stop_watching()
         if not self.follower.stop():
             # closing a gRPC channel under a call in flight can crash the

@@ -2,11 +2,12 @@
 JSON object; every figure is wall clock on a shared machine, so compare them
 as ratios within one run, never across runs.
 
-    python -m bench.video [--parts fps,scores,onnx,ray,latency]
+    python -m bench.video [--parts fps,scores,onnx,ray,latency,crowd]
                           [--seeds 100-104] [--width 640] [--height 360]
                           [--seconds 15] [--fps-video gathering]
                           [--onnx-frames 200] [--onnx-objects 20]
                           [--ray-repeats 2] [--latency-video fire]
+                          [--crowd-scenarios gathering,moving_crowd]
 
 ``fps``: one process, frames already decoded (rendering not counted), each
 pipeline on its own background model: crowd, fire, garbage, and all three
@@ -31,6 +32,14 @@ decoded by the watch itself, the reader thread and queue included) run in this
 process and in a Ray actor that opens the file itself (``start_actor``),
 ``--ray-repeats`` times (each going first in turn); fps of each, and Ray's
 over plain.
+
+``crowd``: the two crowd estimators side by side (``Zone.crowd_estimator``):
+``foreground`` density (the default) and ``hog``, OpenCV's HOG people
+detector, scored on ``--crowd-scenarios`` of the seeds (a gathering, and a busy
+crowd moving through: the hard negative), and their fps on one core with only
+the crowd detector in the pipeline (``hog_alone``: the HOG detector without
+the background model). ``people_counted``: the mean count of each (and of HOG
+on the image enlarged twice) while a gathering stands, against the truth.
 
 ``latency``: ``cityunion video watch``'s path end to end: an embedded ledger
 in a temporary directory, a camera registered at an active place, the
@@ -64,7 +73,7 @@ from workers.video.evaluate import evaluate
 from workers.video.model import KINDS, Frame, Kind
 from workers.video.synthetic import SCENARIOS, Video, make_video, write_video
 
-PARTS = ("fps", "scores", "onnx", "ray", "latency")
+PARTS = ("fps", "scores", "onnx", "ray", "latency", "crowd")
 
 
 def _seeds(text: str) -> list[int]:
@@ -360,6 +369,79 @@ def incident_latency(video: Video, tmp: Path) -> dict[str, Any]:
             "confirm_to_commit_s": round(committed - fed_at(confirmed_t), 3)}
 
 
+# ----------------------------------------------------------------- crowd
+def crowd_estimators(seeds: list[int], scenarios: list[str], width: int,
+                     height: int, seconds: float) -> dict[str, Any]:
+    """Precision and recall of crowds by each estimator; fps on one core."""
+    from workers.video.classical import CROWD_ESTIMATORS, HogCrowdDetector
+
+    out: dict[str, Any] = {"scenarios": scenarios,
+                           "videos": len(seeds) * len(scenarios)}
+    for estimator in CROWD_ESTIMATORS:
+        report = evaluate(seeds, scenarios, width=width, height=height,
+                          seconds=seconds, crowd_estimator=estimator)
+        crowd = report.scores["crowd"]
+        out[estimator] = {
+            "precision": round(crowd.precision, 3), "recall": round(crowd.recall, 3),
+            "alerts": crowd.alerts, "incidents": crowd.incidents,
+            "mistakes": [m for m in report.mistakes if " crowd " in m]}
+    out["people_counted"] = people_counted(seeds, width, height, seconds)
+    video = make_video("gathering", seeds[0], width, height, seconds=seconds)
+    frames = list(video.frames())
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        fps: dict[str, float] = {}
+        for estimator in CROWD_ESTIMATORS:
+            zones = [replace(z, detectors=("crowd",), crowd_estimator=estimator)
+                     for z in video.zones() if "crowd" in z.detectors]
+            analyzer = Analyzer(zones, video.fps, video.perspective())
+            start = time.perf_counter()
+            for t, frame in frames:
+                analyzer.process(frame, t)
+            fps[estimator] = round(len(frames) / (time.perf_counter() - start), 1)
+        hog = HogCrowdDetector(video.zones())
+        start = time.perf_counter()
+        for t, frame in frames:
+            hog.process(frame, t)
+        fps["hog_alone"] = round(len(frames) / (time.perf_counter() - start), 1)
+    finally:
+        cv2.setNumThreads(threads)
+    out["fps_one_core"] = fps
+    return out
+
+
+def people_counted(seeds: list[int], width: int, height: int, seconds: float,
+                   every: int = 5) -> dict[str, Any]:
+    """How many people each estimator counts in the plaza while a gathering
+    stands there (every ``every``-th frame), against how many stand there
+    (``workers.video.synthetic.people_in``): means over the seeds."""
+    from workers.video.classical import Background, CrowdDetector, HogCrowdDetector
+    from workers.video.synthetic import people_in
+
+    counted: dict[str, list[float]] = {"true": [], "foreground": [], "hog": [],
+                                       "hog_upscale_2": []}
+    for seed in seeds:
+        video = make_video("gathering", seed, width, height, seconds=seconds)
+        [truth] = video.truth
+        zones = [z for z in video.zones() if z.name == "plaza"]
+        foreground = CrowdDetector(zones, Background(video.fps), video.perspective())
+        hogs = {"hog": HogCrowdDetector(zones),
+                "hog_upscale_2": HogCrowdDetector(zones, upscale=2.0)}
+        times = []
+        for i, (t, frame) in enumerate(video.frames()):
+            n = foreground.count(frame, t)["plaza"]  # every frame: its model
+            if truth.start <= t <= truth.end and i % every == 0:
+                times.append(t)
+                counted["foreground"].append(n)
+                for name, hog in hogs.items():
+                    counted[name].append(hog.count(frame, t)["plaza"])
+        counted["true"] += [float(n) for n in people_in(video, "plaza", times)]
+    return {"frames": len(counted["true"]),
+            **{k: round(statistics.mean(v), 2) if v else None
+               for k, v in counted.items()}}
+
+
 # ------------------------------------------------------------------ main
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -376,6 +458,8 @@ def main() -> None:
     p.add_argument("--ray-repeats", type=int, default=2)
     p.add_argument("--latency-video", default="fire", choices=("fire", "smoke",
                                                                 "gathering", "litter"))
+    p.add_argument("--crowd-scenarios", default="gathering,moving_crowd",
+                   help=f"of {', '.join(SCENARIOS)}")
     args = p.parse_args()
     parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     if bad := [x for x in parts if x not in PARTS]:
@@ -395,6 +479,13 @@ def main() -> None:
                                                   args.seconds)
         finally:
             cv2.setNumThreads(threads)
+    if "crowd" in parts:
+        crowd_scenarios = [x.strip() for x in args.crowd_scenarios.split(",")]
+        if bad := [x for x in crowd_scenarios if x not in SCENARIOS]:
+            p.error(f"--crowd-scenarios {','.join(bad)}: accepted "
+                    f"{', '.join(SCENARIOS)}")
+        report["crowd"] = crowd_estimators(seeds, crowd_scenarios, *size,
+                                           args.seconds)
     if "scores" in parts:
         scores = evaluate(seeds, width=args.width, height=args.height,
                           seconds=args.seconds)

@@ -41,6 +41,16 @@ def register(sub: Any) -> None:
                         "fast as it is analysed)")
     w.add_argument("--queue", type=int, default=32,
                    help="frames buffered between reading and analysis")
+    w.add_argument("--reconnect-attempts", type=int, default=8,
+                   help="a live stream that drops is reopened with backoff; the "
+                        "watch fails after this many failures in a row (default 8)")
+    w.add_argument("--max-backoff", type=float, default=8.0,
+                   help="the longest wait between reconnects, seconds (default 8; "
+                        "the first is 0.5, doubling)")
+    w.add_argument("--crowd-estimator", default="foreground",
+                   help="how crowds are counted: foreground (density, the "
+                        "default) or hog (OpenCV's people detector), for every "
+                        "zone or by zone: plaza=hog,*=foreground")
     w.add_argument("--model", type=Path, default=None,
                    help="a YOLOv8-layout ONNX model to use instead of the "
                         "classical detectors (with --names)")
@@ -62,18 +72,31 @@ def _progress(p: dict[str, float]) -> None:
           end="", file=sys.stderr, flush=True)
 
 
+def _estimators(text: str) -> str | dict[str, str]:
+    """``hog``, or by zone: ``plaza=hog,*=foreground``."""
+    if "=" not in text:
+        return text
+    pairs = [p.split("=", 1) for p in text.split(",")]
+    if bad := [p[0] for p in pairs if len(p) != 2]:
+        raise UserError(f"--crowd-estimator {','.join(bad)}: give ZONE=ESTIMATOR "
+                        "pairs, e.g. plaza=hog,*=foreground")
+    return {zone.strip(): est.strip() for zone, est in pairs}
+
+
 def run_watch(args: argparse.Namespace) -> int:
     from chaincode.cameras import derive_camera_id
     from chaincode.errors import NotFound
     from workers.cluster import join
-    from workers.video.actor import Raiser, drive, start_actor, zones_of
+    from workers.video.actor import drive, start_actor
     from workers.video.evidence import EvidenceStore
     from workers.video.health import HealthWriter
     from workers.video.model import KINDS, Kind
-    from workers.video.watch import WatchConfig, default_perspective, frame_size
+    from workers.video.service import Raiser, WatchError, check_source, watch_config
 
-    if args.sample_fps <= 0 or args.pace < 0 or args.queue < 1:
-        raise UserError("--sample-fps must be > 0, --pace >= 0, --queue >= 1")
+    if (args.sample_fps <= 0 or args.pace < 0 or args.queue < 1
+            or args.reconnect_attempts < 0 or args.max_backoff <= 0):
+        raise UserError("--sample-fps must be > 0, --pace >= 0, --queue >= 1, "
+                        "--reconnect-attempts >= 0, --max-backoff > 0")
     if (args.model is None) != (args.names is None):
         raise UserError("--model and --names go together")
     kinds: tuple[Kind, ...] | None = None
@@ -100,19 +123,18 @@ def run_watch(args: argparse.Namespace) -> int:
             raise UserError(f"--city {args.city}: the camera belongs to "
                             f"{camera['city']}")
         try:
-            _, height = frame_size(args.source)
-        except FileNotFoundError as e:
-            raise UserError(f"--source: {e}") from None
+            config = watch_config(
+                camera, check_source(args.source), args.data_dir,
+                sample_fps=args.sample_fps, pace=args.pace, queue_size=args.queue,
+                reconnect_attempts=args.reconnect_attempts,
+                max_backoff_s=args.max_backoff, model=args.model,
+                names=args.names, model_kinds=kinds,
+                crowd_estimator=_estimators(args.crowd_estimator))
+        except WatchError as e:
+            flag = ("--model/--names" if e.field == "model"
+                    else f"--{e.field.replace('_', '-')}")
+            raise UserError(f"{flag}: {e}") from None
         base = args.data_dir / "video"
-        config = WatchConfig(
-            camera_id, args.source, zones_of(camera), default_perspective(height),
-            base / "checkpoints" / f"{camera_id}.json", base / "evidence",
-            sample_fps=args.sample_fps, pace=args.pace, queue_size=args.queue,
-            model=args.model, names=args.names, model_kinds=kinds)
-        try:
-            config.detectors()  # a bad model fails here, not in the actor
-        except (ValueError, OSError) as e:
-            raise UserError(f"--model/--names: {e}") from None
         joined = join(args.data_dir, args.address)
         raiser = Raiser(ledger, camera_id, EvidenceStore(base / "evidence"))
         # the camera's health for the API (/api/cameras/health), at each report

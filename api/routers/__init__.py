@@ -26,6 +26,7 @@ from api.routers import (
     statistics,
     system,
     video_alerts,
+    video_watches,
 )
 
 ROUTERS = [identifiers.router, departments.router, code_schemes.router,
@@ -34,7 +35,7 @@ ROUTERS = [identifiers.router, departments.router, code_schemes.router,
            card_blacklist.router, card_blacklist.signing, statistics.router,
            risk_alerts.router, issuer_keys.router, issuer_keys.urls,
            issuer_keys.bundle, issuer_keys.schemes, code_usage.router,
-           cameras.router, video_alerts.router, call_campaigns.router,
-           call_records.router,
+           cameras.router, video_alerts.router, video_watches.router,
+           call_campaigns.router, call_records.router,
            blocks.router, ledger.router, dashboard.router, system.router,
            pages.router]

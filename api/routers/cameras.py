@@ -77,7 +77,8 @@ class CameraHealthOut(BaseModel):
     updated_at: datetime
     frames: int = 0
     dropped: int = 0
-    reconnects: int = 0
+    reconnects: int = 0  # attempts to reopen a live source, in all
+    gap_s: float = 0.0  # its last outage: from its last frame to the next
     alerts: int = 0
 
 

@@ -14,16 +14,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from chaincode.errors import Conflict
-from ledger.protocol import Ledger
-from workers.video.evidence import EvidenceStore
-from workers.video.model import Zone
+from workers.video.service import Raiser as Raiser
+from workers.video.service import zones_of as zones_of
 from workers.video.watch import CameraWatch, WatchConfig
 
 log = logging.getLogger(__name__)
@@ -63,45 +60,6 @@ def start_actor(config: WatchConfig, name: str | None = None,
     return remote.options(  # type: ignore[attr-defined]
         name=name, max_restarts=-1, max_task_retries=-1, max_concurrency=4,
         num_cpus=1).remote(config)
-
-
-def zones_of(camera: dict[str, Any]) -> list[Zone]:
-    """A camera's zones as recorded on chain (GetCamera)."""
-    return [Zone(z["zone"], tuple((int(x), int(y)) for x, y in z["polygon"]),
-                 tuple(z["detectors"]), int(z["min_people"]),
-                 float(z["hold_seconds"]), float(z["garbage_seconds"]))
-            for z in camera["zones"]]
-
-
-@dataclass
-class Raiser:
-    """Submits pending alerts as the worker identity; stores their evidence in
-    the driver's store first (checked against its digest)."""
-
-    ledger: Ledger
-    camera_id: str
-    store: EvidenceStore
-    raised: list[str] = field(default_factory=list)  # alert ids, this run
-    duplicates: int = 0
-
-    def __call__(self, alerts: list[dict[str, Any]]) -> list[str]:
-        done = []
-        for a in alerts:
-            for digest, blob in a["blobs"].items():
-                if self.store.put(blob) != digest:
-                    raise ValueError(f"evidence {digest} arrived corrupt")
-            args = {k: a[k] for k in ("incident", "kind", "confidence_permille",
-                                      "observed_at", "zone", "evidence_sm3")}
-            try:
-                receipt = self.ledger.submit("RaiseVideoAlert",
-                                             {"camera_id": self.camera_id, **args})
-                self.raised.append(str(receipt.result["id"]))
-            except Conflict as e:
-                if e.field != "incident":
-                    raise
-                self.duplicates += 1  # raised before a restart: once is enough
-            done.append(a["incident"])
-        return done
 
 
 def drive(actor: Any, raise_alerts: Callable[[list[dict[str, Any]]], list[str]],

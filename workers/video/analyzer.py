@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from workers.video.classical import (
+    CROWD_ESTIMATORS,
     Background,
     CrowdDetector,
     FireDetector,
-    FireOrSmoke,
     GarbageDetector,
+    HogCrowdDetector,
+    Joined,
     Perspective,
     SmokeDetector,
 )
@@ -34,15 +36,22 @@ class Analyzer:
                  perspective: Perspective,
                  detectors: dict[Kind, Detector] | None = None) -> None:
         wanted = {k for z in zones for k in z.detectors}
+        if bad := sorted({z.crowd_estimator for z in zones} - set(CROWD_ESTIMATORS)):
+            raise ValueError(f"crowd estimator {', '.join(bad)}: accepted "
+                             f"{', '.join(CROWD_ESTIMATORS)}")
         # Litter is long-term foreground until the long-term model learns it:
         # that must take longer than any zone's garbage time.
         litter_s = max((z.garbage_s for z in zones if "garbage" in z.detectors),
                        default=0.0)
         bg = Background(fps, long_s=max(40.0, 2 * litter_s))
+        crowd: Detector = CrowdDetector(
+            [z for z in zones if z.crowd_estimator == "foreground"], bg, perspective)
+        if hog := [z for z in zones if z.crowd_estimator == "hog"]:
+            crowd = Joined("crowd", crowd, HogCrowdDetector(hog))
         classical: dict[Kind, Detector] = {
-            "crowd": CrowdDetector(zones, bg, perspective),
-            "fire": FireOrSmoke(FireDetector(zones, fps),
-                                SmokeDetector(zones, bg, fps)),
+            "crowd": crowd,
+            "fire": Joined("fire", FireDetector(zones, fps),
+                           SmokeDetector(zones, bg, fps)),
             "garbage": GarbageDetector(zones, bg),
         }
         classical.update(detectors or {})

@@ -1,9 +1,10 @@
 """Each camera's health as the driver (``cityunion video watch``) sees it:
 frames analysed per second over the last few seconds, the lag of the latest
-frame, its time and the watch's status, in ``DATA_DIR/video/health/<camera
-id>.json`` (written atomically), which the API lists at
-``/api/cameras/health``. A file not updated for ``STALE_S`` seconds belongs to
-a driver that is gone: its status reads ``stale``."""
+frame, its time, the reconnect attempts and the last outage of a live source
+(``gap_s``: from its last frame to the next) and the watch's status, in
+``DATA_DIR/video/health/<camera id>.json`` (written atomically), which the
+API lists at ``/api/cameras/health``. A file not updated for ``STALE_S``
+seconds belongs to a driver that is gone: its status reads ``stale``."""
 
 from __future__ import annotations
 
@@ -85,7 +86,16 @@ class HealthWriter:
     def __call__(self, progress: dict[str, float]) -> None:
         self.update(progress)
 
-    def update(self, progress: dict[str, float], status: str | None = None) -> None:
+    def update(self, progress: dict[str, float], status: str | None = None
+               ) -> dict[str, Any]:
+        """Write the health of this report; returns it."""
+        health = self.snapshot(progress, status)
+        write_health(self.directory, self.camera_id, health)
+        return health
+
+    def snapshot(self, progress: dict[str, float], status: str | None = None
+                 ) -> dict[str, Any]:
+        """The health for this report (what ``update`` writes)."""
         now = self.clock()
         frames = float(progress.get("frames", 0))
         self._samples.append((now, frames))
@@ -102,7 +112,7 @@ class HealthWriter:
                 self._reconnects = reconnects
         self._last = dict(progress)
         frame_at = progress.get("frame_at") or None
-        write_health(self.directory, self.camera_id, {
+        return {
             "camera_id": self.camera_id, "city": self.city,
             "camera_code": self.camera_code, "status": status,
             "fps": round(max(fps, 0.0), 2),
@@ -110,8 +120,9 @@ class HealthWriter:
             "last_frame_at": _iso(frame_at), "updated_at": _iso(now),
             "frames": int(frames), "dropped": int(progress.get("dropped", 0)),
             "reconnects": int(reconnects),
-            "alerts": int(progress.get("alerts", 0))})
+            "gap_s": round(float(progress.get("gap_s", 0.0)), 3),
+            "alerts": int(progress.get("alerts", 0))}
 
-    def stopped(self) -> None:
+    def stopped(self) -> dict[str, Any]:
         """The watch has ended (or the driver is stopping)."""
-        self.update(self._last, "stopped")
+        return self.update(self._last, "stopped")

@@ -23,7 +23,9 @@ class Zone:
     ``polygon`` is in pixels of the analysed frame. ``hold_s``: how long a
     condition must hold before it is an incident (debounce); ``min_people``: the
     crowd size that is a gathering; ``garbage_s``: how long a new object must
-    stay to be litter."""
+    stay to be litter. ``crowd_estimator`` (off chain, the watch's choice):
+    ``foreground`` density or the ``hog`` people detector
+    (``workers.video.classical``)."""
 
     name: str
     polygon: tuple[tuple[int, int], ...]
@@ -31,6 +33,7 @@ class Zone:
     min_people: int = 8
     hold_s: float = 3.0
     garbage_s: float = 5.0
+    crowd_estimator: str = "foreground"
 
     def mask(self, height: int, width: int) -> npt.NDArray[np.bool_]:
         m = np.zeros((height, width), np.uint8)
@@ -94,11 +97,15 @@ class Debounce:
     """Turns per-frame detections into incidents: a condition must hold for the
     zone's ``hold_s`` (gaps up to ``gap_s`` tolerated, since a detector misses a
     frame now and then) to open an incident, and the incident closes after
-    ``clear_s`` without the condition. One incident, one alert."""
+    ``clear_s`` without the condition. One incident, one alert. A time the
+    stream showed nothing (``skip``: a live source that dropped) is neither
+    presence nor absence, up to ``blind_s``; after a longer outage what is
+    seen is a new incident."""
 
     zones: Sequence[Zone]
     gap_s: float = 1.0
     clear_s: float = 5.0
+    blind_s: float = 300.0
     _tracks: dict[tuple[str, str], _Track] = field(default_factory=dict)
 
     def update(self, detections: Sequence[Detection], t: float) -> list[Incident]:
@@ -130,6 +137,17 @@ class Debounce:
                     tr.incident.ended = tr.last
                 del self._tracks[key]
         return opened
+
+    def skip(self, seconds: float) -> None:
+        """The stream showed nothing for ``seconds``: every track's clocks move
+        on by that much, so a condition seen before and after the outage is
+        one incident (and a hold time counts only time observed)."""
+        if seconds > self.blind_s:
+            return
+        for tr in self._tracks.values():
+            tr.last += seconds
+            if tr.incident is None:
+                tr.since += seconds
 
     def open_incidents(self) -> list[Incident]:
         return [tr.incident for tr in self._tracks.values() if tr.incident]

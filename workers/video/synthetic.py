@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,16 @@ def write_video(video: Video, path: Path) -> Path:
     finally:
         writer.release()
     return path
+
+
+def people_in(video: Video, zone: str, times: Sequence[float]) -> list[int]:
+    """Ground truth for counting: the people whose feet stand in ``zone`` at
+    each of ``times`` (passers-by included)."""
+    r = _Renderer(video)
+    z = r.zones[zone]
+    return [sum(1 for person in r.people
+                if (feet := person.at(t)) is not None and z.contains(*feet))
+            for t in times]
 
 
 def scene_zones(width: int, height: int) -> list[Zone]:

@@ -20,8 +20,8 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,9 +34,9 @@ from workers.video.classical import Perspective
 from workers.video.evidence import EvidenceStore, save_evidence
 from workers.video.model import KINDS, Detector, Frame, Incident, Kind, Zone
 from workers.video.onnx import CLASSES, OnnxZoneDetector, YoloV8, load_names
+from workers.video.sources import LIVE_PREFIXES, mask_source
 
 log = logging.getLogger(__name__)
-LIVE_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://")
 
 
 class Capture(Protocol):
@@ -77,8 +77,10 @@ class FrameSource:
     max_attempts: int = 8
     pace: float = 0.0
     clock: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
-    reconnects: int = 0
+    # waits (default: until the watch is stopped, at the latest)
+    sleep: Callable[[float], object] | None = None
+    reconnects: int = 0  # reopen attempts, in all
+    gap_s: float = 0.0  # the last outage: from its last frame to the next one
 
     @property
     def live(self) -> bool:
@@ -115,14 +117,14 @@ class FrameSource:
                     if self.pace > 0:
                         ahead = (t - first) / self.pace - (time.monotonic() - began)
                         if ahead > 0:
-                            self.sleep(ahead)
+                            (self.sleep or stop.wait)(ahead)
                     yield t, frame
         finally:
             cap.release()
 
     def _live(self, base: float, stop: threading.Event
               ) -> Iterator[tuple[float, Frame]]:
-        failures, last = 0, -1.0
+        failures, last, seen = 0, -1.0, None  # seen: when the last frame came
         while not stop.is_set():
             cap = self.opener(self.source)
             try:
@@ -130,8 +132,11 @@ class FrameSource:
                     ok, frame = cap.read()
                     if not ok:
                         break
-                    failures = 0
-                    t = self.clock() - base
+                    now = self.clock()
+                    if failures and seen is not None:
+                        self.gap_s = now - seen
+                    failures, seen = 0, now
+                    t = now - base
                     if t - last >= 1.0 / self.sample_fps:
                         last = t
                         yield t, frame
@@ -141,12 +146,13 @@ class FrameSource:
                 return
             failures += 1
             if failures > self.max_attempts:
-                raise SourceLost(f"{self.source}: no frames after {self.max_attempts} "
-                                 "reconnect attempts")
+                raise SourceLost(f"{mask_source(self.source)}: no frames after "
+                                 f"{self.max_attempts} reconnect attempts")
             self.reconnects += 1
             delay = min(self.backoff_s * 2 ** (failures - 1), self.max_backoff_s)
-            log.warning("%s dropped; reconnecting in %.1f s", self.source, delay)
-            self.sleep(delay)
+            log.warning("%s dropped; reconnecting in %.1f s",
+                        mask_source(self.source), delay)
+            (self.sleep or stop.wait)(delay)
 
 
 @dataclass
@@ -200,12 +206,35 @@ class WatchConfig:
     queue_size: int = 32
     warmup_s: float = 5.0  # re-read before the checkpoint: background models
     clip_s: float = 3.0
+    # a live source that drops is reopened after backoff_s, doubling up to
+    # max_backoff_s; the watch fails after reconnect_attempts failures in a row
+    backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    reconnect_attempts: int = 8
     # A YOLOv8-layout ONNX model and its class names (one per line) replace the
     # classical detector of each kind in ``model_kinds`` (default: every kind
     # whose classes the model knows, workers.video.onnx.CLASSES).
     model: Path | None = None
     names: Path | None = None
     model_kinds: tuple[Kind, ...] | None = None
+    # how crowds are counted (without a model for crowds): "foreground"
+    # density or the "hog" people detector, for every zone or by zone name
+    # ("*": the others), e.g. {"plaza": "hog", "*": "foreground"}
+    crowd_estimator: str | Mapping[str, str] = "foreground"
+
+    def analysed_zones(self) -> list[Zone]:
+        """The zones with their crowd estimators; a zone name the camera has
+        not is a ValueError."""
+        chosen = (dict(self.crowd_estimator)
+                  if isinstance(self.crowd_estimator, Mapping)
+                  else {"*": self.crowd_estimator})
+        names = {z.name for z in self.zones}
+        if unknown := sorted(set(chosen) - names - {"*"}):
+            raise ValueError(f"crowd estimator for zone {', '.join(unknown)}: "
+                             f"the camera's zones are {', '.join(sorted(names))}")
+        default = chosen.get("*", "foreground")
+        return [replace(z, crowd_estimator=chosen.get(z.name, default))
+                for z in self.zones]
 
     def detectors(self) -> dict[Kind, Detector]:
         """The model-backed detectors by kind ({} without a model)."""
@@ -230,12 +259,14 @@ class CameraWatch:
     def __init__(self, config: WatchConfig, source: FrameSource | None = None,
                  now: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.source = source or FrameSource(config.source, config.sample_fps,
-                                            pace=config.pace)
+        self.source = source or FrameSource(
+            config.source, config.sample_fps, backoff_s=config.backoff_s,
+            max_backoff_s=config.max_backoff_s,
+            max_attempts=config.reconnect_attempts, pace=config.pace)
         self.store = EvidenceStore(config.evidence)
         self.cp = Checkpoint.load(config.checkpoint, now())
-        self.analyzer = Analyzer(config.zones, config.sample_fps, config.perspective,
-                                 config.detectors())
+        self.analyzer = Analyzer(config.analysed_zones(), config.sample_fps,
+                                 config.perspective, config.detectors())
         self.analyzer.debounce.restore(
             [Incident(**inc) for inc in self.cp.open], self.cp.t)
         self._lock = threading.Lock()
@@ -247,6 +278,9 @@ class CameraWatch:
                                         "alerts": len(self.cp.raised),
                                         "resumed_at": self.cp.t}
         self.done = False
+        # the stream time of the last frame analysed: a live stream's outage
+        # (even across a restart of the worker) is skipped by the debounce
+        self._prev_t: float | None = self.cp.t if self.source.live else None
 
     # -- the loop
     def run(self) -> dict[str, float]:
@@ -301,6 +335,10 @@ class CameraWatch:
             frames.put(None)
 
     def _analyse(self, t: float, frame: Frame) -> None:
+        debounce = self.analyzer.debounce
+        if self._prev_t is not None and t - self._prev_t > debounce.gap_s:
+            debounce.skip(t - self._prev_t - 1.0 / self.config.sample_fps)
+        self._prev_t = t if self.source.live else None
         self._clip.append(frame)
         # Frames re-read before the checkpoint (warm-up) may open incidents too:
         # those restored from the checkpoint stay open and are not reopened,
@@ -341,6 +379,7 @@ class CameraWatch:
     def progress(self) -> dict[str, float]:
         with self._lock:
             return {**self.stats, "reconnects": self.source.reconnects,
+                    "gap_s": self.source.gap_s,
                     "pending": len(self.cp.pending), "raised": len(self.cp.raised),
                     "done": float(self.done)}
 
@@ -375,7 +414,7 @@ def frame_size(source: str, opener: Callable[[str], Capture] = open_capture
     try:
         ok, frame = cap.read()
         if not ok:
-            raise FileNotFoundError(f"no frame from {source!r}")
+            raise FileNotFoundError(f"no frame from {mask_source(source)}")
         arr = np.asarray(frame)
         return int(arr.shape[1]), int(arr.shape[0])
     finally:

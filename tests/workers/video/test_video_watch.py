@@ -200,6 +200,10 @@ def test_video_watch_command(ray_cluster: None, tmp_path: Path,
     assert "--camera cam-8: no camera" in capsys.readouterr().err
     assert main([*args, "--camera", "cam-7", "--model", "m.onnx"]) == 2
     assert "--model and --names go together" in capsys.readouterr().err
+    assert main([*args, "--camera", "cam-7", "--crowd-estimator",
+                 "nowhere=hog"]) == 2
+    assert "--crowd-estimator: crowd estimator for zone nowhere" in (
+        capsys.readouterr().err)
     assert main([*args, "--camera", "cam-7", "--model-kinds", "smoke"]) == 2
     assert "--model-kinds smoke: accepted crowd, fire, garbage" in (
         capsys.readouterr().err)
