@@ -8,10 +8,13 @@ heard each citizen's in-band key press, and the load.
 The robot's call workers are Ray actors (``RayDialer``, 4 calls each: the
 pjsua2 wheel's PJSUA_MAX_CALLS); the citizens are processes of their own
 (4 calls each), each keeping what it heard. A drop-out is a 20 ms frame where
-the prompt is voiced but the citizen heard (almost) nothing. ``received`` says
-where drop-outs come from: RTP lost on the way, or the citizen's jitter buffer
-running empty after its media clock thread (or the robot's) was held up
-(``late_ticks``: frames that came 60 ms or more after the one before).
+the prompt is voiced but what the citizen heard does not carry it, on a
+frame-by-frame alignment that lets frames of silence slip (``quality``);
+``inserted_frames`` counts heard frames pushed into the middle of speech.
+``received`` says where drop-outs come from: RTP lost on the way, or the
+citizen's jitter buffer running empty after its media clock thread (or the
+robot's) was held up (``late_ticks``: frames that came 60 ms or more after
+the one before).
 """
 
 from __future__ import annotations
@@ -152,6 +155,8 @@ def main() -> None:
                   "correlation_worst_second": round(min(per_second), 4)
                   if per_second else None,
                   "dropout_frames_total": sum(h["dropout_frames"] for h in heard),
+                  "dropout_frames_per_call": [h["dropout_frames"] for h in heard],
+                  "inserted_frames_total": sum(h["inserted_frames"] for h in heard),
                   "voiced_frames_total": sum(h["voiced_frames"] for h in heard)},
         # The citizens' receive side: RTP loss, the jitter buffer (frames it
         # had none for, lost, discarded) and how late their clock ticked.
