@@ -2,18 +2,19 @@
 what was played, compared second by second and frame by frame. Used by
 ``bench.voice``.
 
-Drop-outs are counted on a frame-by-frame alignment, not a fixed one: the
-prompt's 20 ms frames are matched, in order, to the heard 20 ms frames (an
-edit-distance alignment in a band of ±``BAND`` frames around the whole-prompt
-lag). A heard frame matches a prompt frame when their waveforms correlate (at
-the best of ±``SUB`` samples). Frames of silence may be stretched or shrunk
-for free: pjmedia sends no RTP for a frame of exact digital silence, so the
-far end's jitter buffer can move the audio after it by a frame, and a fixed
-alignment then reads the voiced frame next to the silence as lost. A voiced
-prompt frame counts as dropped when the best alignment leaves it out (a frame
-removed) or pairs it with a heard frame that does not carry it (zeroed,
-concealed, noise). Heard frames the alignment had to put in the middle of
-speech (a concealed frame that pushed the rest back) are counted apart.
+Drop-outs are counted on a frame-by-frame alignment, not a fixed one. Each
+20 ms prompt frame gets its own lag (within ±``BAND`` samples of the
+whole-prompt lag), chosen by dynamic programming: a voiced frame whose heard
+audio at its lag does not correlate with it (``MATCH``) costs one drop-out;
+the lag may change for free where the prompt is silent (pjmedia sends no RTP
+for frames of exact digital silence, and the far end's jitter buffer then
+moves the audio after them, by 10 or 20 ms on loopback), and changes inside
+speech (two voiced frames in a row) cost one frame each: a shorter lag means
+audio was removed (drop-outs, ``removed_ms``), a longer one that something was
+put in (``inserted_frames``, ``inserted_ms``). pjmedia's G.711 jitter buffer
+works in 10 ms frames, so on real calls such changes come in 10 ms steps
+(an adaptive buffer discarding or concealing a frame). A fixed alignment
+reads a voiced frame beside a silence so moved as lost.
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ import numpy.typing as npt
 
 FRAME = 160  # 20 ms at 8 kHz
 VOICED_RMS = 300.0  # a prompt frame louder than this carries speech
-SILENT_RMS = 30.0  # a heard frame quieter than this carries nothing
-MATCH = 0.9  # correlation at which a heard frame carries a prompt frame
-BAND = 6  # frames the alignment may drift from the whole-prompt lag
-SUB = 2  # samples of sub-frame slack per frame
+SILENT_RMS = 30.0  # heard audio quieter than this carries nothing
+MATCH = 0.9  # correlation at which heard audio carries a prompt frame
+BAND = 1200  # samples the alignment may drift from the whole-prompt lag
 
 _DROP = 1_000_000  # cost of a voiced prompt frame not heard
-_STEP = 1  # cost of a non-diagonal move (prefers the straight path)
+_SLIP = 1  # cost of a lag change in silence (prefers the fewest)
 
 
 def _align(ref: npt.NDArray[np.float64], heard: npt.NDArray[np.float64]) -> int:
@@ -43,79 +43,68 @@ def _corr(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
 
 
-def _rms(frames: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return np.sqrt(np.mean(frames ** 2, axis=-1))
-
-
 def frame_match(prompt: npt.NDArray[np.float64], heard: npt.NDArray[np.float64],
                 lag: int) -> dict[str, int]:
-    """Align the prompt's frames to the heard frames (``heard`` holds the
-    prompt from sample ``lag`` on) and count voiced prompt frames that were
-    not heard (``dropout_frames``) and heard frames inserted into speech
-    (``inserted_frames``)."""
+    """Align each prompt frame to ``heard`` (which holds the prompt from
+    sample ``lag`` on) and count voiced prompt frames not heard
+    (``dropout_frames``: ``missed_frames`` whose audio is not heard at their
+lag, plus audio removed inside speech, a part of a frame counted whole) and
+frames put into speech (``inserted_frames``)."""
     n = len(prompt) // FRAME
     ref = prompt[:n * FRAME].reshape(n, FRAME)
-    voiced = _rms(ref) > VOICED_RMS
-    ref_norm = np.linalg.norm(ref, axis=1)
-    pad = (BAND + 1) * FRAME + SUB
-    padded = np.concatenate([np.zeros(pad), heard, np.zeros(pad + len(prompt))])
-    offsets = range(-BAND, BAND + 1)
-    width = len(offsets)
-    # match[k, d]: does heard frame k + d (from the lag) carry prompt frame k?
-    match = np.zeros((n, width), dtype=bool)
-    quiet = np.zeros((n, width), dtype=bool)
-    base = pad + lag + np.arange(n)[:, None] * FRAME + np.arange(FRAME)[None, :]
-    for w, d in enumerate(offsets):
-        best = np.full(n, -1.0)
-        for s in range(-SUB, SUB + 1):
-            seg = padded[base + d * FRAME + s]
-            c = np.sum(seg * ref, axis=1) / (np.linalg.norm(seg, axis=1)
-                                             * ref_norm + 1e-9)
-            best = np.maximum(best, c)
-            if s == 0:
-                quiet[:, w] = _rms(seg) < SILENT_RMS
-        match[:, w] = best >= MATCH
-    # cost[k, w]: the first k prompt frames aligned to the heard frames before
-    # k + offsets[w]. Moves: pair (k, k + d), skip a prompt frame (d - 1),
-    # skip a heard frame (d + 1, same k).
-    inf = np.iinfo(np.int64).max // 4
-    cost = np.full((n + 1, width), inf, dtype=np.int64)
-    move = np.zeros((n + 1, width), dtype=np.int8)  # 0 pair, 1 skip p, 2 skip h
-    for w, d in enumerate(offsets):
-        cost[0, w] = abs(d) * _STEP  # where the heard audio starts
-    for k in range(n):
-        pair_cost = np.where(voiced[k] & ~match[k], _DROP, 0)
-        skip_cost = (_DROP if voiced[k] else 0) + _STEP
-        row = cost[k] + pair_cost
-        mv = np.zeros(width, dtype=np.int8)
-        skip = np.full(width, inf, dtype=np.int64)
-        skip[:-1] = cost[k, 1:] + skip_cost  # prompt frame k left out: d - 1
-        better = skip < row
-        row = np.where(better, skip, row)
-        mv[better] = 1
-        for w in range(1, width):  # heard frames put in before prompt frame k+1
-            if row[w - 1] + _STEP < row[w]:
-                row[w] = row[w - 1] + _STEP
-                mv[w] = 2
-        cost[k + 1], move[k + 1] = row, mv
-    w = int(np.argmin(cost[n]))
-    dropped = inserted = 0
-    k = n
-    while k > 0:
-        m = move[k, w]
-        if m == 2:  # heard frame k - 1 + offsets[w - 1] put in
-            if (k < n and voiced[k - 1] and voiced[k]
-                    and not quiet[k - 1, w]):
-                inserted += 1
-            w -= 1
-            continue
-        k -= 1
-        if m == 1:
-            dropped += int(voiced[k])
-            w += 1
+    voiced = np.sqrt(np.mean(ref ** 2, axis=1)) > VOICED_RMS
+    pad = BAND + FRAME
+    h = np.concatenate([np.zeros(pad), heard, np.zeros(pad + len(prompt))])
+    energy = np.concatenate([[0.0], np.cumsum(h ** 2)])
+    width = 2 * BAND + 1
+    # hit[k, j]: heard audio at lag (lag - BAND + j) carries prompt frame k.
+    hit = np.ones((n, width), dtype=bool)
+    for f in np.flatnonzero(voiced):
+        at = pad + lag + int(f) * FRAME - BAND
+        dots = np.correlate(h[at:at + width + FRAME - 1], ref[f], "valid")
+        norms = np.sqrt(np.maximum(energy[at + FRAME:at + FRAME + width]
+                                   - energy[at:at + width], 0.0))
+        hit[f] = ((dots >= MATCH * norms * np.linalg.norm(ref[f]))
+                  & (norms >= SILENT_RMS * np.sqrt(FRAME)))
+    miss_cost = np.where(hit, 0, _DROP)
+    cost = miss_cost[0].astype(np.int64)
+    moved = np.zeros((n, width), dtype=bool)  # lag changed before frame k
+    came = np.zeros(n, dtype=np.int64)  # from where, when it changed
+    for k in range(1, n):
+        change = _DROP if voiced[k - 1] and voiced[k] else _SLIP
+        came[k] = int(np.argmin(cost))
+        alt = cost[came[k]] + change
+        moved[k] = alt < cost
+        cost = np.minimum(cost, alt) + miss_cost[k]
+    j = int(np.argmin(cost))
+    missed: set[int] = set()
+    events: list[tuple[int, int]] = []  # (frame, lag change in samples)
+    for k in range(n - 1, -1, -1):
+        if not hit[k, j]:
+            missed.add(k)
+        if k and moved[k, j]:
+            j_prev = int(came[k])
+            if voiced[k - 1] and voiced[k]:
+                events.append((k, j - j_prev))
+            j = j_prev
+    # A change inside speech explains the frames it cuts through: those are
+    # not counted again as missed. Audio left out counts a frame per 20 ms
+    # (a part counts whole); audio put in counts apart.
+    removed = inserted = removed_frames = inserted_frames = 0
+    for k, change in events:
+        frames = -(-abs(change) // FRAME)
+        cut = missed & {k - 1, k}
+        missed -= cut
+        if change < 0:  # later audio came early: some was left out
+            removed += -change
+            removed_frames += max(frames, len(cut))
         else:
-            dropped += int(voiced[k] and not match[k, w])
-    return {"dropout_frames": dropped, "inserted_frames": inserted,
+            inserted += change
+            inserted_frames += frames
+    return {"dropout_frames": len(missed) + removed_frames,
+            "missed_frames": len(missed), "removed_ms": removed * 1000 // 8000,
+            "inserted_frames": inserted_frames,
+            "inserted_ms": inserted * 1000 // 8000,
             "voiced_frames": int(np.sum(voiced))}
 
 

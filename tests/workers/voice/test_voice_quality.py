@@ -48,8 +48,8 @@ def test_mu_law_twice_is_no_drop() -> None:
     assert got["dropout_frames"] == 0
 
 
-@pytest.mark.parametrize("seed", [5, 12])
-def test_silence_slipping_a_frame_is_no_drop(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "slip"), [(5, FRAME), (12, FRAME), (14, 80)])
+def test_silence_slipping_a_frame_is_no_drop(seed: int, slip: int) -> None:
     """espeak leaves frames of exact digital silence right beside voiced ones;
     pjmedia sends no RTP for them, so the far end may play one twice or not at
     all. The voiced frames beside them were all heard."""
@@ -58,11 +58,20 @@ def test_silence_slipping_a_frame_is_no_drop(seed: int) -> None:
     a, b = mid[10], mid[60]
     prompt[a * FRAME:(a + 1) * FRAME] = 0.0  # voiced, silent, voiced
     prompt[b * FRAME:(b + 1) * FRAME] = 0.0
-    heard = np.concatenate([prompt[:a * FRAME], np.zeros(FRAME),
+    heard = np.concatenate([prompt[:a * FRAME], np.zeros(slip),
                             prompt[a * FRAME:b * FRAME],
-                            prompt[(b + 1) * FRAME:]])
+                            prompt[b * FRAME + slip:]])
     got = compare(prompt, _ulaw(heard))
     assert got["dropout_frames"] == 0 and got["inserted_frames"] == 0
+
+
+def test_10ms_left_out_of_speech_is_counted() -> None:
+    """pjmedia's jitter buffer discards G.711 audio 10 ms at a time."""
+    prompt = _prompt(15)
+    k = _voiced_runs(prompt)[40]
+    heard = np.concatenate([prompt[:k * FRAME + 40], prompt[k * FRAME + 120:]])
+    got = compare(prompt, _ulaw(heard))
+    assert got["dropout_frames"] == 1 and got["removed_ms"] == 10
 
 
 def test_a_voiced_frame_doubled_is_an_insertion_not_a_drop() -> None:
@@ -70,7 +79,8 @@ def test_a_voiced_frame_doubled_is_an_insertion_not_a_drop() -> None:
     k = _voiced_runs(prompt)[25]
     heard = np.concatenate([prompt[:(k + 1) * FRAME], prompt[k * FRAME:]])
     got = compare(prompt, _ulaw(heard))
-    assert got["dropout_frames"] == 0 and got["inserted_frames"] == 1
+    assert got["dropout_frames"] == 0
+    assert got["inserted_frames"] == 1 and got["inserted_ms"] == 20
 
 
 @pytest.mark.parametrize("seed", [2, 6, 7])
