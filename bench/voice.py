@@ -3,15 +3,22 @@ JSON: call set-up times (INVITE to confirmed), how faithfully each citizen heard
 the robot's prompt (normalised correlation, drop-out frames), whether the robot
 heard each citizen's in-band key press, and the load.
 
-    python -m bench.voice [--calls 20] [--workers 5] [--seconds 12]
+    python -m bench.voice [--calls 20] [--workers 5] [--tap file|port]
+                          [--busy 2]
 
 The robot's call workers are Ray actors (``RayDialer``, 4 calls each: the
 pjsua2 wheel's PJSUA_MAX_CALLS); the citizens are processes of their own
 (4 calls each), each keeping what it heard. A drop-out is a 20 ms frame where
-the prompt is voiced but the citizen heard (almost) nothing. ``received`` says
-where drop-outs come from: RTP lost on the way, or the citizen's jitter buffer
-running empty after its media clock thread (or the robot's) was held up
-(``late_ticks``: frames that came 60 ms or more after the one before).
+the prompt is voiced but what the citizen heard does not carry it, on a
+frame-by-frame alignment that lets frames of silence slip (``quality``);
+``inserted_frames`` counts heard frames pushed into the middle of speech.
+``received`` says where drop-outs come from: RTP lost on the way, or the
+citizen's jitter buffer running empty after its media clock thread (or the
+robot's) was held up (``late_ticks``: frames that came 60 ms or more after
+the one before; measured by the ``port`` tap only). ``--tap`` picks how calls
+hand received audio to Python (``sip.TAP_ENV``; robot and citizens alike);
+``--busy N`` runs N busy-looping processes for the whole run (background load
+on the cores), stopped by their pids at the end.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ import argparse
 import json
 import math
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import wave
@@ -42,7 +52,7 @@ from workers.voice.citizen import CitizenProcess, spawn_citizen
 from workers.voice.dialers import EngineSpec, RayDialer, connect_ray
 from workers.voice.quality import compare
 from workers.voice.robot import PJSUA_MAX_CALLS
-from workers.voice.sip import free_udp_port
+from workers.voice.sip import TAP_ENV, TAP_KINDS, free_udp_port, tap_kind
 from workers.voice.template import parse_template
 from workers.voice.tts import PromptCache
 
@@ -90,7 +100,34 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="robot call workers (default: calls / 4)")
     p.add_argument("--base-port", type=int, default=5340)
+    p.add_argument("--tap", choices=TAP_KINDS, default=None,
+                   help=f"how calls hand audio to Python (default: ${TAP_ENV} "
+                        "or file)")
+    p.add_argument("--keep-audio", type=Path, default=None,
+                   help="copy the prompt and what each citizen heard here")
+    p.add_argument("--busy", type=int, default=0,
+                   help="busy-looping processes as background load")
     args = p.parse_args()
+    if args.tap:
+        os.environ[TAP_ENV] = args.tap  # citizens and Ray workers inherit it
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(args.busy)]
+    try:
+        run(args)
+    finally:
+        for b in busy:
+            b.kill()
+            b.wait()
+
+
+def _ray_tap() -> str:
+    """The tap kind a Ray worker process sees (the robot's call workers)."""
+    import ray
+
+    return str(ray.get(ray.remote(num_cpus=0)(tap_kind).remote()))
+
+
+def run(args: argparse.Namespace) -> None:
     workers = args.workers or math.ceil(args.calls / PJSUA_MAX_CALLS)
     n_citizens = math.ceil(args.calls / PJSUA_MAX_CALLS)
     ports = [free_udp_port(range(args.base_port + i, args.base_port + 60))
@@ -110,6 +147,7 @@ def main() -> None:
             t0 = time.perf_counter()
             connect_ray(num_cpus=os.cpu_count() or 2)
             ray_s = time.perf_counter() - t0
+            robot_tap = _ray_tap()
             spec = EngineSpec(template, str(work / "prompts"), robot_port, 40000)
             dialer = RayDialer(spec, workers)
             contacts = [Contact(f"b{i}", f"100{i:03d}") for i in range(args.calls)]
@@ -129,8 +167,15 @@ def main() -> None:
                 c.stop()
         results = [r for p_ in campaign.progress.values() for r in p_.results]
         setups = [r.setup_ms for r in results if r.setup_ms is not None]
-        heard = [compare(prompt, _read(Path(e["path"]))) for c in citizens
-                 for e in c.events() if e["event"] == "kept"]
+        kept = [Path(e["path"]) for c in citizens for e in c.events()
+                if e["event"] == "kept"]
+        heard = [compare(prompt, _read(k)) for k in kept]
+        if args.keep_audio:
+            args.keep_audio.mkdir(parents=True, exist_ok=True)
+            shutil.copy(PromptCache(work / "prompts").path(PROMPT),
+                        args.keep_audio / "prompt.wav")
+            for i, k in enumerate(kept):
+                shutil.copy(k, args.keep_audio / f"heard-{i}.wav")
         streams = [e for c in citizens for e in c.events()
                    if e["event"] == "stream"]
     whole = [h["correlation_whole"] for h in heard]
@@ -138,7 +183,10 @@ def main() -> None:
     typical = [h["correlation_median_second"] for h in heard]
     out: dict[str, Any] = {
         "calls": args.calls, "robot_workers": workers, "citizen_processes": n_citizens,
-        "cores": os.cpu_count(), "outcomes": counts, "wall_s": round(wall, 2),
+        "cores": os.cpu_count(), "busy_processes": args.busy,
+        "tap": {"robot": robot_tap, "citizens": sorted({str(e.get("tap"))
+                                                         for e in streams})},
+        "outcomes": counts, "wall_s": round(wall, 2),
         "ray_start_s": round(ray_s, 2), "prompt_s": round(len(prompt) / 8000, 2),
         "setup_ms": {"p50": round(percentile(setups, 0.5), 2),
                      "p99": round(percentile(setups, 0.99), 2),
@@ -152,6 +200,11 @@ def main() -> None:
                   "correlation_worst_second": round(min(per_second), 4)
                   if per_second else None,
                   "dropout_frames_total": sum(h["dropout_frames"] for h in heard),
+                  "dropout_frames_per_call": [h["dropout_frames"] for h in heard],
+                  "missed_frames_total": sum(h["missed_frames"] for h in heard),
+                  "removed_ms_total": sum(h["removed_ms"] for h in heard),
+                  "inserted_frames_total": sum(h["inserted_frames"] for h in heard),
+                  "inserted_ms_total": sum(h["inserted_ms"] for h in heard),
                   "voiced_frames_total": sum(h["voiced_frames"] for h in heard)},
         # The citizens' receive side: RTP loss, the jitter buffer (frames it
         # had none for, lost, discarded) and how late their clock ticked.

@@ -164,19 +164,20 @@ class CitizenCall(pj.Call):  # type: ignore[misc]
         self.player.startTransmit(self.audio)
 
     def release(self) -> None:
-        if self.heard is not None and self.tap is not None:
-            self.heard.append(self.tap.drain())
-            self.ua.keep(self.number, b"".join(self.heard))
-            self.ua.log(self.number, "stream", **self.stats,
-                        late_ticks=self.tap.late_ticks,
-                        longest_gap_ms=round(self.tap.longest_gap_s * 1000, 1))
-            self.heard = None
         if self.player is not None and self.audio is not None:
             with contextlib.suppress(pj.Error):
                 self.player.stopTransmit(self.audio)
         if self.tap is not None and self.audio is not None:
-            with contextlib.suppress(pj.Error):
-                self.audio.stopTransmit(self.tap)
+            self.tap.detach(self.audio)  # a file tap flushes its last audio
+        if self.tap is not None:
+            rest = self.tap.drain()
+            if self.heard is not None:
+                self.heard.append(rest)
+                self.ua.keep(self.number, b"".join(self.heard))
+                self.ua.log(self.number, "stream", **self.stats, tap=self.tap.kind,
+                            late_ticks=self.tap.late_ticks,
+                            longest_gap_ms=round(self.tap.longest_gap_s * 1000, 1))
+                self.heard = None
         self.player = self.tap = self.audio = None
 
 

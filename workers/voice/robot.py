@@ -3,11 +3,12 @@ calls, each following the template's script (``Dialog``).
 
 Everything runs in the thread that calls ``step`` (pjsua2 callbacks included);
 pjmedia's own threads (clock, RTP) only move audio, and hand what a call
-receives over a queue (``AudioTap``). Each call reads RFC 4733 digits
-(``onDtmfDigit``) and in-band tones (``DtmfDetector``) alike, hears speech by
-its energy and hands the utterance to the recogniser, and keeps its own
-deadlines: ring timeout (pjsip ignores ICMP, so an absent phone would otherwise
-ring for 32 s), listen timeout, longest call.
+receives through a tap (``AudioTap``: a recorder's file, or a queue). Each
+call reads RFC 4733 digits (``onDtmfDigit``) and in-band tones
+(``DtmfDetector``) alike, hears speech by its energy and hands the utterance
+to the recogniser, and keeps its own deadlines: ring timeout (pjsip ignores
+ICMP, so an absent phone would otherwise ring for 32 s), listen timeout,
+longest call.
 """
 
 from __future__ import annotations
@@ -224,8 +225,8 @@ class RobotCall(pj.Call):  # type: ignore[misc]
     def release(self) -> None:
         self._stop_player()
         if self.tap is not None and self.audio is not None:
-            with contextlib.suppress(pj.Error):
-                self.audio.stopTransmit(self.tap)
+            self.tap.detach(self.audio)
+            self.tap.drain()  # a file tap removes its file
         self.tap = None
         self.audio = None
 
