@@ -13,6 +13,7 @@ longest call.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import time
@@ -35,6 +36,12 @@ from workers.voice.tts import PromptCache
 # 4 since PJSIP 2.11): one endpoint, so one process, holds at most 4 calls;
 # more concurrency means more processes (the campaign's call workers).
 PJSUA_MAX_CALLS = 4
+# pjlib's select ioqueue holds at most 64 sockets (compiled into the wheel) and
+# reuses a closed one's slot only 500 ms later (PJ_IOQUEUE_KEY_FREE_DELAY); each
+# call opens two (RTP, RTCP). Calls that end at once (busy) could exhaust it,
+# which aborts the process (an assertion in pj_ioqueue_register_sock2): start at
+# most this many calls in any half second.
+CALL_STARTS_PER_HALF_SECOND = 16
 PJ_ETOOMANY = 70010
 SPEECH_RMS = 500.0  # about -36 dBFS: louder 20 ms frames count as voice
 SPEECH_MIN_MS = 200  # shorter bursts are clicks or noise
@@ -261,6 +268,7 @@ class CallEngine:
         self.sip = SipEndpoint("robot", sip_port, rtp_port, _Account(),
                                max_calls=self.max_calls)
         self.calls: dict[str, RobotCall] = {}
+        self._starts: collections.deque[float] = collections.deque()
 
     @property
     def active(self) -> int:
@@ -269,9 +277,16 @@ class CallEngine:
     def dial(self, key: str, uri: str) -> CallResult | None:
         """Start a call; a result at once only if it could not be placed.
         Raises ``LinesBusy`` while pjsua still holds every call slot (it frees
-        a slot a little after the call's DISCONNECTED event)."""
+        a slot a little after the call's DISCONNECTED event), or when calls
+        start faster than pjlib frees their sockets."""
         if key in self.calls:
             raise ValueError(f"call {key} is already in progress")
+        now = time.monotonic()
+        while self._starts and now - self._starts[0] > 0.5:
+            self._starts.popleft()
+        if len(self._starts) >= CALL_STARTS_PER_HALF_SECOND:
+            raise LinesBusy(key)  # sockets still closing: see the constant
+        self._starts.append(now)
         call = RobotCall(self, key, uri)
         try:
             call.makeCall(uri, pj.CallOpParam(True))
