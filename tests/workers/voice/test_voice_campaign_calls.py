@@ -12,7 +12,13 @@ from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
-from voice_helpers import CitizenProcess, pick_sip_port, rtp_base_for, start_citizen
+from voice_helpers import (
+    CitizenProcess,
+    pick_sip_port,
+    register_transport,
+    rtp_base_for,
+    start_citizen,
+)
 
 from ledger.connect import connect
 from workers.voice.campaign import (
@@ -96,12 +102,7 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 def test_cli_campaign_records_counts_on_the_ledger(citizen: CitizenProcess,
                                                     tmp_path: Path) -> None:
     data = tmp_path / "data"
-    conn = connect("embedded", data_dir=data)
-    try:
-        conn.client("Kunshan", "admin").submit("RegisterDepartment", {
-            "code": "transport", "name": "Transport", "duties": ["transport"]})
-    finally:
-        conn.close()
+    register_transport(data)
     contacts = tmp_path / "contacts.csv"
     contacts.write_text("id,number\n" + "".join(
         f"p{i},{n}\n" for i, n in enumerate(SCENARIOS)), encoding="utf-8")

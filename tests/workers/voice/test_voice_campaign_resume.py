@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from voice_helpers import pick_sip_port, rtp_base_for, start_citizen
+from voice_helpers import pick_sip_port, register_transport, rtp_base_for, start_citizen
 
 from ledger.connect import connect
 from workers.voice.journal import Journal
@@ -60,12 +60,7 @@ def test_killed_campaign_resumes_and_every_contact_ends_once(
                                  for i in range(N)}
     citizen = start_citizen(scenarios, tmp_path / "citizen")
     data = tmp_path / "data"
-    conn = connect("embedded", data_dir=data)
-    try:
-        conn.client("Kunshan", "admin").submit("RegisterDepartment", {
-            "code": "transport", "name": "Transport", "duties": ["transport"]})
-    finally:
-        conn.close()
+    register_transport(data)
     contacts = tmp_path / "contacts.csv"
     contacts.write_text("id,number\n" + "".join(
         f"p{i},{_number(i)}\n" for i in range(N)), encoding="utf-8")

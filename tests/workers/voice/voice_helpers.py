@@ -104,3 +104,16 @@ def start_citizen(scenarios: dict[str, Any], workdir: Path) -> CitizenProcess:
         except RuntimeError:
             continue
     raise RuntimeError("the simulated citizen did not start")
+
+
+def register_transport(data: Path) -> None:
+    """An embedded ledger in ``data`` where Kunshan's transport department is
+    registered, so its identity may start campaigns."""
+    from ledger.connect import connect
+
+    conn = connect("embedded", data_dir=data)
+    try:
+        conn.client("Kunshan", "admin").submit("RegisterDepartment", {
+            "code": "transport", "name": "Transport", "duties": ["transport"]})
+    finally:
+        conn.close()
