@@ -16,26 +16,17 @@ from pydantic import BaseModel, Field
 from api.deps import CommandsDep, CurrentIdentity, RuntimeDep, blocking, scope_city
 from api.problems import COMMAND_ON, READ
 from api.schemas import CommandResult, Request
-from chaincode.cameras import AlertKind, Point, UtcTime
+from chaincode.cameras import AlertKind, UtcTime, ZoneArgs
 from chaincode.contract import Hash, Name
 from workers.video.health import STALE_S, read_health
 
 router = APIRouter(prefix="/api", tags=["video"])
 
 
-class ZoneIn(Request):
-    zone: Name
-    polygon: Annotated[list[Point], Field(min_length=3, max_length=32)]
-    detectors: Annotated[list[AlertKind], Field(min_length=1, max_length=3)]
-    min_people: Annotated[int, Field(ge=1, le=10_000)] = 8
-    hold_seconds: Annotated[int, Field(ge=1, le=3_600)] = 3
-    garbage_seconds: Annotated[int, Field(ge=1, le=86_400)] = 300
-
-
 class CameraCreate(Request):
     camera_code: Name
     department: Name
-    zones: Annotated[list[ZoneIn], Field(min_length=1, max_length=16)]
+    zones: Annotated[list[ZoneArgs], Field(min_length=1, max_length=16)]
 
 
 class VideoAlertCreate(Request):

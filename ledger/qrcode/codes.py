@@ -51,7 +51,8 @@ MAX_BYTES = 205  # QR version 10 at M: 311 alphanumeric characters, less PREFIX
 MAX_SEGMENT = 64  # department segment and content, each
 _CERT_DOMAIN = b"cityunion/user-cert/1"  # what an institution signs, apart
 _STATIC_HEAD = struct.Struct(">B8s8s8s4s16s12sII")  # up to the segments
-_CERT = struct.Struct(">8s8s8sI33s64s")
+_CERT_BODY = struct.Struct(">8s8s8sI33s")  # what the institution signs
+_CERT_SIZE = _CERT_BODY.size + 64
 _DYNAMIC_HEAD = struct.Struct(">B125sI4s")
 SIG = 64
 
@@ -164,10 +165,10 @@ def sign_static(*, signer_fingerprint: str, scheme_id: str, guide_url_id: str,
         STATIC, key_id(signer_fingerprint), ref(scheme_id), ref(guide_url_id),
         system_id(code_type), UUID(identifier_id).bytes, serial,
         int(not_before.timestamp()), int(not_after.timestamp()))
-    flags = (0x80 if content_key is not None else 0) | _segment(content,
-                                                                  "the content")[0]
-    body = head + _segment(department, "the department segment") + bytes(
-        [flags]) + content
+    content_segment = bytearray(_segment(content, "the content"))
+    if content_key is not None:
+        content_segment[0] |= 0x80  # the flag: SM4-encrypted
+    body = head + _segment(department, "the department segment") + content_segment
     if len(body) + SIG > MAX_BYTES:
         raise ValueError(
             f"the department segment and content are {len(department)} + "
@@ -185,9 +186,9 @@ def issue_user_cert(*, institution_private: bytes, institution_fingerprint: str,
     institution key (125 bytes; the device keeps it with its private key)."""
     if len(user_id) != 8:
         raise ValueError("user_id must be 8 bytes (a pseudonym, not personal data)")
-    body = _CERT.pack(key_id(institution_fingerprint), ref(scheme_id), user_id,
-                      int(not_after.timestamp()), compress(user_public),
-                      bytes(SIG))[:-SIG]
+    body = _CERT_BODY.pack(key_id(institution_fingerprint), ref(scheme_id),
+                           user_id, int(not_after.timestamp()),
+                           compress(user_public))
     signature = crypto.get_backend().sm2_sign(institution_private,
                                               _CERT_DOMAIN + body)
     return body + signature
@@ -196,8 +197,8 @@ def issue_user_cert(*, institution_private: bytes, institution_fingerprint: str,
 def make_dynamic(cert: bytes, user_private: bytes, payload: bytes = b"",
                  at: int | None = None) -> str:
     """A dynamic code made on the user's device, offline, at ``at`` (now)."""
-    if len(cert) != _CERT.size:
-        raise ValueError(f"a compact user certificate is {_CERT.size} bytes")
+    if len(cert) != _CERT_SIZE:
+        raise ValueError(f"a compact user certificate is {_CERT_SIZE} bytes")
     body = _DYNAMIC_HEAD.pack(DYNAMIC, cert, int(time.time()) if at is None else at,
                               secrets.token_bytes(4)) + payload
     if len(body) + SIG > MAX_BYTES:
@@ -208,15 +209,15 @@ def make_dynamic(cert: bytes, user_private: bytes, payload: bytes = b"",
 
 
 def parse_user_cert(data: bytes) -> UserCert:
-    if len(data) != _CERT.size:
-        raise ValueError(f"a compact user certificate is {_CERT.size} bytes, "
+    if len(data) != _CERT_SIZE:
+        raise ValueError(f"a compact user certificate is {_CERT_SIZE} bytes, "
                          f"not {len(data)}")
-    issuer, scheme, user, not_after, point, signature = _CERT.unpack(data)
+    issuer, scheme, user, not_after, point = _CERT_BODY.unpack_from(data)
     public = decompress(point)
     if public is None:
         raise ValueError("the user certificate's key is not an SM2 point")
     return UserCert(issuer, scheme, user, not_after, public,
-                    data[:-SIG], signature)
+                    data[:-SIG], data[-SIG:])
 
 
 def _bytes(text: str) -> bytes:

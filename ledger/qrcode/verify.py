@@ -150,7 +150,7 @@ class Verifier:
             verdict = replace(verdict, scheme_id=scheme["id"])
         return verdict
 
-    def _scheme(self, code: Code, scheme: bytes, city: str
+    def _scheme(self, scheme: bytes, city: str
                 ) -> tuple[str | None, dict[str, Any] | None]:
         found = self.schemes.get(scheme)
         if found is None or found["status"] != "approved":
@@ -168,7 +168,7 @@ class Verifier:
             return Verdict(False, "the signature does not verify", code)
         if not code.not_before <= now.timestamp() <= code.not_after:
             return Verdict(False, "the code is outside its validity window", code)
-        why, scheme = self._scheme(code, code.scheme, self.keys[fingerprint]["city"])
+        why, scheme = self._scheme(code.scheme, self.keys[fingerprint]["city"])
         scheme_id = scheme["id"] if scheme else None
         if why:
             return Verdict(False, why, code, scheme_id)
@@ -200,7 +200,7 @@ class Verifier:
             return Verdict(False, "the user certificate has expired", code)
         if (cert.scheme, cert.user) in self.revoked_users:
             return Verdict(False, "the user certificate is revoked", code)
-        why, scheme = self._scheme(code, cert.scheme, institution["city"])
+        why, scheme = self._scheme(cert.scheme, institution["city"])
         scheme_id = scheme["id"] if scheme else None
         if why:
             return Verdict(False, why, code, scheme_id)
