@@ -4,7 +4,7 @@ the robot's prompt (normalised correlation, drop-out frames), whether the robot
 heard each citizen's in-band key press, and the load.
 
     python -m bench.voice [--calls 20] [--workers 5] [--tap file|port]
-                          [--busy 2]
+                          [--busy 2] [--jitter-buffer keep|adaptive]
 
 The robot's call workers are Ray actors (``RayDialer``, 4 calls each: the
 pjsua2 wheel's PJSUA_MAX_CALLS); the citizens are processes of their own
@@ -18,7 +18,11 @@ robot's) was held up (``late_ticks``: frames that came 60 ms or more after
 the one before; measured by the ``port`` tap only). ``--tap`` picks how calls
 hand received audio to Python (``sip.TAP_ENV``; robot and citizens alike);
 ``--busy N`` runs N busy-looping processes for the whole run (background load
-on the cores), stopped by their pids at the end.
+on the cores), stopped by their pids at the end. ``--jitter-buffer`` picks the
+citizens' (``sip.JITTER_BUFFERS``): ours, which keeps every frame, or pjsua's
+adaptive default, which discards frames of speech to shrink its delay. The
+call workers and the citizens raise their priority (``sip.raise_priority``);
+``niceness`` says what they got.
 """
 
 from __future__ import annotations
@@ -52,7 +56,13 @@ from workers.voice.citizen import CitizenProcess, spawn_citizen
 from workers.voice.dialers import EngineSpec, RayDialer, connect_ray
 from workers.voice.quality import compare
 from workers.voice.robot import PJSUA_MAX_CALLS
-from workers.voice.sip import TAP_ENV, TAP_KINDS, free_udp_port, tap_kind
+from workers.voice.sip import (
+    JITTER_BUFFERS,
+    TAP_ENV,
+    TAP_KINDS,
+    free_udp_port,
+    tap_kind,
+)
 from workers.voice.template import parse_template
 from workers.voice.tts import PromptCache
 
@@ -107,6 +117,8 @@ def main() -> None:
                    help="copy the prompt and what each citizen heard here")
     p.add_argument("--busy", type=int, default=0,
                    help="busy-looping processes as background load")
+    p.add_argument("--jitter-buffer", choices=JITTER_BUFFERS, default="keep",
+                   help="the citizens' jitter buffer (default: keep)")
     args = p.parse_args()
     if args.tap:
         os.environ[TAP_ENV] = args.tap  # citizens and Ray workers inherit it
@@ -127,6 +139,17 @@ def _ray_tap() -> str:
     return str(ray.get(ray.remote(num_cpus=0)(tap_kind).remote()))
 
 
+def _niceness(dialer: RayDialer, citizens: list[CitizenProcess]
+              ) -> dict[str, list[int]]:
+    """The niceness the robot's call workers and the citizens run at."""
+    import ray
+
+    return {"robot_workers": sorted(set(ray.get(
+                [a.niceness.remote() for a in dialer.actors]))),
+            "citizens": sorted({os.getpriority(os.PRIO_PROCESS, c.proc.pid)
+                                for c in citizens})}
+
+
 def run(args: argparse.Namespace) -> None:
     workers = args.workers or math.ceil(args.calls / PJSUA_MAX_CALLS)
     n_citizens = math.ceil(args.calls / PJSUA_MAX_CALLS)
@@ -143,13 +166,15 @@ def run(args: argparse.Namespace) -> None:
                 scenario = {"keep_audio": True,
                             "steps": [{"after_prompt": True}, {"tones": "1"}]}
                 citizens.append(spawn_citizen({"*": scenario}, work / f"c{i}",
-                                              port, 40500 + 40 * i))
+                                              port, 40500 + 40 * i,
+                                              jitter_buffer=args.jitter_buffer))
             t0 = time.perf_counter()
             connect_ray(num_cpus=os.cpu_count() or 2)
             ray_s = time.perf_counter() - t0
             robot_tap = _ray_tap()
             spec = EngineSpec(template, str(work / "prompts"), robot_port, 40000)
             dialer = RayDialer(spec, workers)
+            nice = _niceness(dialer, citizens)
             contacts = [Contact(f"b{i}", f"100{i:03d}") for i in range(args.calls)]
             campaign = Campaign("bench", contacts, CallingHours.parse("00:00-24:00"),
                                 RetryPolicy(attempts=1))
@@ -184,6 +209,7 @@ def run(args: argparse.Namespace) -> None:
     out: dict[str, Any] = {
         "calls": args.calls, "robot_workers": workers, "citizen_processes": n_citizens,
         "cores": os.cpu_count(), "busy_processes": args.busy,
+        "citizen_jitter_buffer": args.jitter_buffer, "niceness": nice,
         "tap": {"robot": robot_tap, "citizens": sorted({str(e.get("tap"))
                                                          for e in streams})},
         "outcomes": counts, "wall_s": round(wall, 2),

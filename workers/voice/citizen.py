@@ -2,7 +2,8 @@
 the robot's calls and acts out a scenario chosen by the dialled number.
 
     python -m workers.voice.citizen --port 5310 --rtp-port 40600 \\
-        --scenarios scenarios.json [--log calls.jsonl]
+        --scenarios scenarios.json [--log calls.jsonl] \\
+        [--jitter-buffer keep|adaptive]
 
 ``scenarios.json`` maps a number (the user part of the dialled URI) to a
 scenario; ``"*"`` is the default. A scenario::
@@ -17,7 +18,9 @@ plays a recorded (synthesised) answer, ``after_prompt`` waits until the robot
 has spoken and then been quiet for 0.8 s. After the steps the citizen stays on
 the line, silent, until the robot hangs up. ``keep_audio`` saves what each
 call heard as a WAV next to the log (for benchmarks); ``max_s`` hangs up that
-long after answering (a robot that died never hangs up). Prints ``ready`` once
+long after answering (a robot that died never hangs up). ``--jitter-buffer``
+picks how the phone buffers what it receives (``sip.JITTER_BUFFERS``: ours,
+which keeps every frame, or pjsua's adaptive default). Prints ``ready`` once
 it listens; stops on SIGTERM or SIGINT, hanging up and cleaning up first.
 """
 
@@ -41,7 +44,16 @@ import numpy as np
 import pjsua2 as pj
 
 from workers.voice.dtmf import tones
-from workers.voice.sip import AudioTap, Player, SipEndpoint, tap_active_audio
+from workers.voice.sip import (
+    JITTER_BUFFER,
+    JITTER_BUFFERS,
+    AudioTap,
+    JitterBuffer,
+    Player,
+    SipEndpoint,
+    raise_priority,
+    tap_active_audio,
+)
 from workers.voice.tts import PromptCache
 
 QUIET_AFTER_PROMPT_S = 0.8
@@ -192,7 +204,8 @@ def stream_stats(call: Any) -> dict[str, float]:
     return {"rx_pkt": rx.pkt, "rx_loss": rx.loss, "rx_discard": rx.discard,
             "rx_jitter_ms_max": rx.jitterUsec.max / 1000,
             "jb_discard": jb.discard, "jb_empty": jb.empty, "jb_lost": jb.lost,
-            "jb_prefetch": jb.prefetch, "jb_delay_ms_avg": jb.avgDelayMsec,
+            "jb_prefetch": jb.prefetch, "jb_min_prefetch": jb.minPrefetch,
+            "jb_delay_ms_avg": jb.avgDelayMsec,
             "jb_delay_ms_max": jb.maxDelayMsec}
 
 
@@ -209,7 +222,8 @@ class _Account(pj.Account):  # type: ignore[misc]
 
 class Citizen:
     def __init__(self, port: int, rtp_port: int, scenarios: dict[str, Any],
-                 workdir: Path, log_path: Path | None = None) -> None:
+                 workdir: Path, log_path: Path | None = None,
+                 jitter_buffer: JitterBuffer = JITTER_BUFFER) -> None:
         self.scenarios = scenarios
         self.workdir = workdir
         self.prompts = PromptCache(workdir / "answers")
@@ -217,7 +231,8 @@ class Citizen:
         self._log = log_path.open("a", encoding="utf-8") if log_path else None
         self._tones: dict[str, str] = {}
         self._kept = 0
-        self.sip = SipEndpoint("citizen", port, rtp_port, _Account(self))
+        self.sip = SipEndpoint("citizen", port, rtp_port, _Account(self),
+                               jitter_buffer=jitter_buffer)
 
     def log(self, number: str, event: str, **data: Any) -> None:
         if self._log:
@@ -296,15 +311,20 @@ class CitizenProcess:
 
 
 def spawn_citizen(scenarios: dict[str, Any], workdir: Path, port: int,
-                  rtp_port: int, max_seconds: float = 300.0) -> CitizenProcess:
-    """Start a citizen process and return once it listens (or raise)."""
+                  rtp_port: int, max_seconds: float = 300.0,
+                  jitter_buffer: str = "keep") -> CitizenProcess:
+    """Start a citizen process and return once it listens (or raise).
+    ``jitter_buffer``: a name in ``sip.JITTER_BUFFERS``."""
+    if jitter_buffer not in JITTER_BUFFERS:
+        raise ValueError(f"jitter_buffer={jitter_buffer!r}: one of "
+                         f"{', '.join(JITTER_BUFFERS)}")
     workdir.mkdir(parents=True, exist_ok=True)
     spec, log = workdir / "scenarios.json", workdir / "citizen.jsonl"
     spec.write_text(json.dumps(scenarios, ensure_ascii=False), encoding="utf-8")
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "workers.voice.citizen", "--port", str(port),
          "--rtp-port", str(rtp_port), "--scenarios", str(spec), "--log", str(log),
-         "--max-seconds", str(max_seconds)],
+         "--max-seconds", str(max_seconds), "--jitter-buffer", jitter_buffer],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     ready = threading.Event()
@@ -332,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", type=Path)
     p.add_argument("--max-seconds", type=float, default=600.0,
                    help="stop by itself after this long (default 600)")
+    p.add_argument("--jitter-buffer", choices=JITTER_BUFFERS, default="keep",
+                   help="how the phone buffers received audio: keep (every "
+                        "frame; the default) or adaptive (pjsua's default)")
     args = p.parse_args(argv)
     scenarios = json.loads(args.scenarios.read_text(encoding="utf-8"))
     stop = False
@@ -342,8 +365,12 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # It stands in for a phone on a machine of its own: what loads this one
+    # should delay it no more than it delays the robot's call workers.
+    raise_priority()
     with tempfile.TemporaryDirectory(prefix="citizen-") as tmp:
-        ua = Citizen(args.port, args.rtp_port, scenarios, Path(tmp), args.log)
+        ua = Citizen(args.port, args.rtp_port, scenarios, Path(tmp), args.log,
+                     JITTER_BUFFERS[args.jitter_buffer])
         print("ready", flush=True)
         end = time.monotonic() + args.max_seconds
         try:

@@ -21,6 +21,7 @@ from workers.voice.intent import RuleMatcher
 from workers.voice.journal import INTERRUPTED
 from workers.voice.recordings import RecordingStore
 from workers.voice.robot import PJSUA_MAX_CALLS, CallEngine, CallResult, LinesBusy
+from workers.voice.sip import raise_priority
 from workers.voice.template import Template
 from workers.voice.tts import PromptCache
 
@@ -40,9 +41,13 @@ class EngineSpec:
 
 
 class CallWorker:
-    """A call engine driven in steps: queued dials go out as lines free up."""
+    """A call engine driven in steps: queued dials go out as lines free up.
+    ``own_process``: this process does nothing else (a Ray actor), so it runs
+    its calls at a raised priority (``sip.raise_priority``)."""
 
-    def __init__(self, spec: EngineSpec) -> None:
+    def __init__(self, spec: EngineSpec, own_process: bool = False) -> None:
+        self.nice = raise_priority() if own_process else os.getpriority(
+            os.PRIO_PROCESS, 0)
         recogniser = load_recogniser(Path(spec.asr_model) if spec.asr_model
                                      else None)
         self.engine = CallEngine(spec.template, PromptCache(Path(spec.prompt_dir)),
@@ -78,6 +83,9 @@ class CallWorker:
 
     def load(self) -> int:
         return self.engine.active + len(self.queue)
+
+    def niceness(self) -> int:
+        return self.nice
 
     def close(self) -> None:
         self.engine.close()
@@ -137,7 +145,7 @@ class RayDialer:
     def _start(self, i: int) -> Any:
         return self._actor.remote(replace(
             self._spec, sip_port=self._spec.sip_port + i,  # type: ignore[attr-defined]
-            rtp_port=self._spec.rtp_port + 200 * i))
+            rtp_port=self._spec.rtp_port + 200 * i), own_process=True)
 
     def dial(self, contact_id: str, uri: str) -> None:
         i = min(range(len(self.actors)), key=lambda j: self._load[j])

@@ -5,6 +5,7 @@ embedded ledger, which then holds the start and the counts, and no number."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import pytest
 from voice_helpers import (
+    EXPECTED_NICE,
+    PJSUA_THREADS,
     CitizenProcess,
     pick_sip_port,
+    pjsua_thread_niceness,
     register_transport,
     rtp_base_for,
     start_citizen,
@@ -71,6 +75,8 @@ def citizen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CitizenProcess
 
 def test_campaign_on_ray_call_workers(ray_local: None, citizen: CitizenProcess,
                                       tmp_path: Path) -> None:
+    import ray
+
     from workers.voice.dialers import EngineSpec, RayDialer
 
     contacts = [Contact(f"k{n[-1]}", n) for n in SCENARIOS]
@@ -81,6 +87,13 @@ def test_campaign_on_ray_call_workers(ray_local: None, citizen: CitizenProcess,
     dialer = RayDialer(EngineSpec(load_template(QUICK), str(tmp_path / "prompts"),
                                   port, rtp_base_for(port)), workers=2)
     try:
+        # Each call worker, a process of its own, runs its calls first.
+        pids = ray.get([a.__ray_call__.remote(lambda self: os.getpid())
+                        for a in dialer.actors])
+        raised = {t: {EXPECTED_NICE} for t in PJSUA_THREADS}
+        assert ray.get([a.niceness.remote() for a in dialer.actors]) \
+            == [EXPECTED_NICE] * 2
+        assert [pjsua_thread_niceness(p) for p in pids] == [raised] * 2
         # The citizen (one pjsua process) takes 4 calls at once.
         counts = run_campaign(campaign, dialer, lambda c: citizen.uri(c.number),
                               SystemClock(), concurrency=4, idle_s=0.2)

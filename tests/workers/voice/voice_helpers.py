@@ -4,6 +4,7 @@ modules import these, and a flat ``conftest`` name clashes with tests/.)"""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from workers.voice.citizen import CitizenProcess, spawn_citizen
-from workers.voice.sip import free_udp_port
+from workers.voice.sip import MEDIA_NICE, free_udp_port
 from workers.voice.template import Template, load_template
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -94,13 +95,15 @@ def rtp_base_for(sip_port: int) -> int:
     return RTP_BASE + (sip_port - SIP_PORTS.start) * 10
 
 
-def start_citizen(scenarios: dict[str, Any], workdir: Path) -> CitizenProcess:
+def start_citizen(scenarios: dict[str, Any], workdir: Path,
+                  jitter_buffer: str = "keep") -> CitizenProcess:
     """A citizen process answering per ``scenarios``, once it listens."""
     for attempt in range(5):  # a port can be taken between probe and bind
         port = pick_sip_port()
         try:
             return spawn_citizen(scenarios, workdir / f"try{attempt}", port,
-                                 40500 + (rtp_base_for(port) - RTP_BASE) % 500)
+                                 40500 + (rtp_base_for(port) - RTP_BASE) % 500,
+                                 jitter_buffer=jitter_buffer)
         except RuntimeError:
             continue
     raise RuntimeError("the simulated citizen did not start")
@@ -117,3 +120,20 @@ def register_transport(data: Path) -> None:
             "code": "transport", "name": "Transport", "duties": ["transport"]})
     finally:
         conn.close()
+
+
+# Root (as in CI) may raise it; anyone else keeps the niceness they inherit.
+EXPECTED_NICE = MEDIA_NICE if os.geteuid() == 0 else os.getpriority(os.PRIO_PROCESS, 0)
+PJSUA_THREADS = {"media", "clock", "ev_thread"}
+
+
+def pjsua_thread_niceness(pid: int) -> dict[str, set[int]]:
+    """The niceness of each of ``pid``'s pjsua threads, by thread name."""
+    out: dict[str, set[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        name = (task / "comm").read_text().strip()
+        if name in PJSUA_THREADS:
+            # stat: "pid (comm) state ..."; niceness is field 19.
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out.setdefault(name, set()).add(int(fields[16]))
+    return out
