@@ -100,12 +100,14 @@ def register_campaign(vsub: Any) -> None:
     add_data_dir(report)
     report.add_argument("name")
     report.set_defaults(run=run_campaign_report)
-    for action in ("pause", "resume", "cancel"):
-        p = csub.add_parser(action, help=f"{action} a running campaign" + (
-            "; one whose process died goes on from its journal"
-            if action == "resume" else ""))
+    for action, more in (("pause", ""),
+                         ("resume", "; one whose process died goes on from its "
+                                    "journal"),
+                         ("cancel", "; one whose process died ends at once, "
+                                    "its counts on the ledger")):
+        p = csub.add_parser(action, help=f"{action} a running campaign{more}")
         add_data_dir(p)
-        if action == "resume":
+        if action != "pause":
             add_ledger(p)
         p.add_argument("name")
         p.set_defaults(run=run_campaign_control, action=action)
@@ -141,13 +143,38 @@ def run_campaign_control(args: argparse.Namespace) -> int:
     d = campaign_dir(args.data_dir, args.name)
     if not d.is_dir():
         raise UserError(f"no campaign {args.name!r} in {args.data_dir}")
-    if args.action == "resume" and (d / "journal.sqlite").is_file():
+    if (d / "journal.sqlite").is_file():
         lock = _lock(d)
         if lock is not None:  # nobody drives it: its process died
-            return _resume(args, d, lock)
+            return _control_stopped(args, d, lock)
     (d / "control").write_text(args.action, encoding="utf-8")
     print(f"campaign {args.name}: {args.action} requested")
     return 0
+
+
+def _control_stopped(args: argparse.Namespace, cdir: Path, lock: Any) -> int:
+    """Pause, resume or cancel a campaign that no process drives (the one
+    that did died): ``resume`` goes on from the journal; ``cancel`` marks it
+    cancelled there and finishes it the same way (no call is placed: what was
+    under way ends ``interrupted``, the rest ``cancelled``, and the counts go
+    on the ledger); ``pause`` has nothing to pause."""
+    from workers.voice.campaign import Status
+    from workers.voice.journal import Journal
+
+    if args.action == "pause":
+        lock.close()
+        raise UserError(f"campaign {args.name!r} is not running (its process "
+                        f"ended): nothing to pause; `cityunion voice campaign "
+                        f"resume {args.name}` goes on from its journal, `cancel "
+                        f"{args.name}` ends it")
+    if args.action == "cancel":
+        journal = Journal(cdir / "journal.sqlite")
+        try:
+            if not journal.get("completed_tx"):
+                journal.set("status", Status.CANCELLED.value)
+        finally:
+            journal.close()
+    return _resume(args, cdir, lock)
 
 
 def _file_sm3(path: Path) -> str:
@@ -178,7 +205,9 @@ def _resume(args: argparse.Namespace, cdir: Path, lock: Any) -> int:
         if _file_sm3(getattr(run, key)) != journal.get(f"{key}_sm3"):
             raise UserError(f"--{key}: {getattr(run, key)} changed since campaign "
                             f"{args.name!r} started; put the original back")
-    print(f"campaign {args.name}: resuming from its journal", file=sys.stderr)
+    print(f"campaign {args.name}: "
+          + ("cancelling" if args.action == "cancel" else "resuming")
+          + " from its journal", file=sys.stderr)
     return _drive(run, cdir, journal, lock, resumed=True)
 
 
@@ -261,7 +290,6 @@ def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
     journal's."""
     from chaincode.errors import Conflict
     from ledger.connect import ensure_identity
-    from workers.voice.asr import AsrUnavailable
     from workers.voice.campaign import (
         Campaign,
         CampaignError,
@@ -272,7 +300,7 @@ def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
         progress_line,
         run_campaign,
     )
-    from workers.voice.dialers import EngineSpec, LocalDialer, RayDialer, connect_ray
+    from workers.voice.dialers import EngineSpec
     from workers.voice.recordings import load_or_make_key
 
     template, contacts, blocked, hours = _load_inputs(args)
@@ -311,14 +339,8 @@ def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
                 sender.flush()
 
         # The call workers first: if they cannot start, nothing is recorded.
-        try:
-            if args.local:
-                dialer: Any = LocalDialer(spec)
-            else:
-                connect_ray(args.ray_address)
-                dialer = RayDialer(spec, args.workers)
-        except AsrUnavailable as e:
-            raise UserError(str(e)) from None
+        # None when nothing is left to call (cancelled while no process ran).
+        dialer = None if campaign.done else _dialer(args, spec)
         try:
             if journal.get("started_tx") is None:
                 try:
@@ -344,11 +366,13 @@ def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
                 journal, lambda a: ledger.submit("RecordCallOutcomes", a),
                 args.name, secret, sum(state.get("recorded", {}).values()),
                 state.get("batches", 0))
-            run_campaign(campaign, dialer,
-                         lambda c: args.gateway.format(number=c.number), clock,
-                         args.concurrency, FileControl(cdir / "control"), show)
+            if dialer is not None:
+                run_campaign(campaign, dialer,
+                             lambda c: args.gateway.format(number=c.number), clock,
+                             args.concurrency, FileControl(cdir / "control"), show)
         finally:
-            dialer.close()
+            if dialer is not None:
+                dialer.close()
             if tty:
                 print(file=sys.stderr)
         counts = journal.counts()
@@ -374,6 +398,20 @@ def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
                       "outcomes": counts, "started_tx": started,
                       "completed_tx": completed}, ensure_ascii=False, indent=2))
     return 0
+
+
+def _dialer(args: argparse.Namespace, spec: Any) -> Any:
+    """The campaign's call workers: one in this process, or Ray actors."""
+    from workers.voice.asr import AsrUnavailable
+    from workers.voice.dialers import LocalDialer, RayDialer, connect_ray
+
+    try:
+        if args.local:
+            return LocalDialer(spec)
+        connect_ray(args.ray_address)
+        return RayDialer(spec, args.workers)
+    except AsrUnavailable as e:
+        raise UserError(str(e)) from None
 
 
 def _write_calls(path: Path, campaign: Any) -> None:

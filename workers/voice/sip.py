@@ -39,12 +39,12 @@ class JitterBuffer:
     pjsua's default adapts its delay down to the arrival burst and, to get
     there, discards frames now and then ("progressive" discard): 10 ms of
     speech each time, in the middle of a word. On loopback its delay shrinks
-    to one packet, so one late tick of the sender's clock (a new call being
-    set up in the same process) leaves it empty, it refills to a larger
-    delay, and the discard then cuts audio to shrink back: those were the
-    drop-outs ``bench.voice`` counted. ``discard=False`` keeps every frame
-    (the delay only shrinks again in a pause, when RTP stops); a 40 ms
-    floor rides out the sender's late ticks.
+    to one packet, so a late tick of the sender's clock leaves it empty, it
+    refills to a larger delay, and the discard then cuts speech to shrink
+    back: those were the drop-outs ``bench.voice`` counted (all the calls of
+    one robot process lost 10 ms at the same moment). ``discard=False``
+    keeps every frame (the delay shrinks again only in a pause, when RTP
+    stops); a 40 ms floor rides out the sender's late ticks.
     """
 
     init_ms: int = 40
@@ -65,8 +65,8 @@ _DISCARD_NONE, _DISCARD_PROGRESSIVE = 0, 2
 
 # Calls are real time; the work they share machines with (video analytics, a
 # build) is not. A process that carries calls asks the kernel to run it first:
-# with two busy loops on the two cores, call set-up p99 went from about 200 ms
-# to under 20 ms (bench.voice --busy 2, the loops at niceness 0 or 19).
+# with two busy loops on the two cores, call set-up p99 was 190-560 ms at equal
+# niceness and 7-27 ms with this (bench.voice --calls 20 --busy 2).
 MEDIA_NICE = -10
 _log = logging.getLogger(__name__)
 
