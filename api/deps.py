@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -35,6 +35,9 @@ from projections.db import Database
 from projections.follower import Follower
 from projections.queries import DashboardCache
 from workers.video.service import WatchRegistry
+
+if TYPE_CHECKING:
+    from workers.voice.service import CampaignRegistry
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -54,6 +57,17 @@ class Runtime:
     signer: NodeSigner
     dashboard: DashboardCache = field(default_factory=DashboardCache)
     watches: WatchRegistry = field(default_factory=WatchRegistry)
+    _campaigns: CampaignRegistry | None = None
+
+    @property
+    def campaigns(self) -> CampaignRegistry:
+        """The call campaigns this server runs (the voice extra is imported
+        at the first use: ImportError without it)."""
+        if self._campaigns is None:
+            from workers.voice.service import CampaignRegistry
+
+            self._campaigns = CampaignRegistry()
+        return self._campaigns
 
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
@@ -74,6 +88,8 @@ class Runtime:
 
     def close(self) -> None:
         self.watches.close()
+        if self._campaigns is not None:
+            self._campaigns.close()
         self.tokens.stop_watching()
         if not self.follower.stop():
             # closing a gRPC channel under a call in flight can crash the

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.common import UserError, connect_args
+
+if TYPE_CHECKING:
+    from workers.voice.runner import RunError, StartOptions
 
 
 def register(sub: Any) -> None:
@@ -113,322 +116,92 @@ def register_campaign(vsub: Any) -> None:
         p.set_defaults(run=run_campaign_control, action=action)
 
 
-# What ``start`` keeps in the journal so that ``resume`` can go on alone.
-_STARTED_WITH = ("name", "template", "contacts", "do_not_call", "hours",
-                 "concurrency", "workers", "local", "ray_address", "attempts",
-                 "retry_after", "gateway", "sip_port", "rtp_port", "ring_timeout",
-                 "asr_model", "city", "department")
-_PATHS = ("template", "contacts", "do_not_call", "asr_model")
+def _options(args: argparse.Namespace) -> StartOptions:
+    from workers.voice.runner import StartOptions
+
+    return StartOptions(**{f.name: getattr(args, f.name)
+                           for f in dataclasses.fields(StartOptions)})
 
 
-def campaign_dir(data_dir: Path, name: str) -> Path:
-    return data_dir / "voice" / "campaigns" / name
-
-
-def _lock(cdir: Path) -> Any:
-    """An exclusive lock on the campaign while this process drives it (the
-    kernel drops it when the process dies), or None if another holds it."""
-    import fcntl
-
-    f = (cdir / "lock").open("a")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        return None
-    return f
+def _fail(e: RunError) -> UserError:
+    return UserError(f"--{e.field.replace('_', '-')}: {e}")
 
 
 def run_campaign_control(args: argparse.Namespace) -> int:
+    from workers.voice.runner import campaign_dir, lock
+
     d = campaign_dir(args.data_dir, args.name)
     if not d.is_dir():
         raise UserError(f"no campaign {args.name!r} in {args.data_dir}")
     if (d / "journal.sqlite").is_file():
-        lock = _lock(d)
-        if lock is not None:  # nobody drives it: its process died
-            return _control_stopped(args, d, lock)
+        held = lock(d)
+        if held is not None:  # nobody drives it: its process died
+            return _control_stopped(args, d, held)
     (d / "control").write_text(args.action, encoding="utf-8")
     print(f"campaign {args.name}: {args.action} requested")
     return 0
 
 
-def _control_stopped(args: argparse.Namespace, cdir: Path, lock: Any) -> int:
-    """Pause, resume or cancel a campaign that no process drives (the one
-    that did died): ``resume`` goes on from the journal; ``cancel`` marks it
-    cancelled there and finishes it the same way (no call is placed: what was
-    under way ends ``interrupted``, the rest ``cancelled``, and the counts go
-    on the ledger); ``pause`` has nothing to pause."""
-    from workers.voice.campaign import Status
-    from workers.voice.journal import Journal
-
-    if args.action == "pause":
-        lock.close()
-        raise UserError(f"campaign {args.name!r} is not running (its process "
-                        f"ended): nothing to pause; `cityunion voice campaign "
-                        f"resume {args.name}` goes on from its journal, `cancel "
-                        f"{args.name}` ends it")
-    if args.action == "cancel":
-        journal = Journal(cdir / "journal.sqlite")
-        try:
-            if not journal.get("completed_tx"):
-                journal.set("status", Status.CANCELLED.value)
-        finally:
-            journal.close()
-    return _resume(args, cdir, lock)
-
-
-def _file_sm3(path: Path) -> str:
-    from chaincode.encoding import sm3_hex
+def _control_stopped(args: argparse.Namespace, cdir: Path, held: Any) -> int:
+    """Pause, resume or cancel a campaign that no process drives
+    (``runner.reopen_stopped``)."""
+    from workers.voice.runner import RunError, reopen_stopped
 
     try:
-        return sm3_hex(path.read_bytes())
-    except OSError as e:
-        raise UserError(f"{path}: cannot read: {e}") from None
-
-
-def _resume(args: argparse.Namespace, cdir: Path, lock: Any) -> int:
-    from workers.voice.journal import Journal
-
-    journal = Journal(cdir / "journal.sqlite")
-    started = journal.get("started_with")
-    if started is None:
-        raise UserError(f"campaign {args.name!r}: its journal has no start "
-                        "(started by an older version?)")
-    if journal.get("completed_tx"):
-        raise UserError(f"campaign {args.name!r} has already completed "
-                        f"(transaction {journal.get('completed_tx')})")
-    run = argparse.Namespace(**{k: Path(v) if k in _PATHS and v else v
-                                for k, v in started.items()})
-    for key in ("data_dir", "dsn", "ledger", "network"):
-        setattr(run, key, getattr(args, key))
-    for key in ("template", "contacts"):
-        if _file_sm3(getattr(run, key)) != journal.get(f"{key}_sm3"):
-            raise UserError(f"--{key}: {getattr(run, key)} changed since campaign "
-                            f"{args.name!r} started; put the original back")
+        run = reopen_stopped(cdir, held, args.name, args.action)
+    except RunError as e:
+        raise _fail(e) from None
     print(f"campaign {args.name}: "
           + ("cancelling" if args.action == "cancel" else "resuming")
           + " from its journal", file=sys.stderr)
-    return _drive(run, cdir, journal, lock, resumed=True)
+    return _drive(args, run)
 
 
 def run_campaign_start(args: argparse.Namespace) -> int:
-    from pydantic import TypeAdapter, ValidationError
-
-    from chaincode.registry import Name
-    from workers.voice.journal import Journal
-    from workers.voice.robot import PJSUA_MAX_CALLS
+    from workers.voice.runner import RunError, begin
 
     try:
-        TypeAdapter(Name).validate_python(args.name)
-    except ValidationError:
-        raise UserError(f"--name: {args.name!r} is not a campaign name (accepted: "
-                        "1-64 letters, digits, _ . -, starting with a letter or "
-                        "digit)") from None
-    if "{number}" not in args.gateway:
-        raise UserError("--gateway: must contain {number}, e.g. "
-                        "sip:{number}@10.0.0.5:5060")
-    for opt in ("concurrency", "workers", "attempts"):
-        if getattr(args, opt) < 1:
-            raise UserError(f"--{opt}: must be at least 1")
-    lines = PJSUA_MAX_CALLS * (1 if args.local else args.workers)
-    if args.concurrency > lines:
-        raise UserError(
-            f"--concurrency: {args.concurrency} calls at once need "
-            f"{-(-args.concurrency // PJSUA_MAX_CALLS)} call workers "
-            f"({PJSUA_MAX_CALLS} calls each); "
-            + ("--local runs one" if args.local else f"--workers is {args.workers}"))
-    _load_inputs(args)  # refuse bad input before anything is written
-    cdir = campaign_dir(args.data_dir, args.name)
-    if (cdir / "journal.sqlite").is_file():
-        raise UserError(f"--name: campaign {args.name!r} was already started in "
-                        f"{args.data_dir} (to go on after a crash: cityunion "
-                        f"voice campaign resume {args.name})")
-    cdir.mkdir(parents=True, exist_ok=True)
-    lock = _lock(cdir)
-    if lock is None:
-        raise UserError(f"--name: campaign {args.name!r} is running")
-    journal = Journal(cdir / "journal.sqlite")
-    journal.set("template_sm3", _file_sm3(args.template))
-    journal.set("contacts_sm3", _file_sm3(args.contacts))
-    journal.set("started_with", {
-        k: str(getattr(args, k).resolve()) if k in _PATHS and getattr(args, k)
-        else getattr(args, k) for k in _STARTED_WITH})
-    return _drive(args, cdir, journal, lock)
+        run = begin(_options(args), args.data_dir)
+    except RunError as e:
+        raise _fail(e) from None
+    return _drive(args, run)
 
 
-def _load_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
-    """The template, contacts, do-not-call list and calling hours; errors
-    name the file and field."""
-    from workers.voice.campaign import (
-        CallingHours,
-        CampaignError,
-        load_contacts,
-        load_do_not_call,
-    )
-    from workers.voice.template import TemplateError, load_template
+def _drive(args: argparse.Namespace, run: Any) -> int:
+    """Run the campaign to its end on the ledger the options name, with a
+    progress line; print its summary."""
+    from workers.voice.campaign import Campaign, FileControl, progress_line
+    from workers.voice.runner import RunError, drive
 
-    try:
-        template = load_template(args.template)
-        contacts = load_contacts(args.contacts)
-        blocked = load_do_not_call(args.do_not_call)
-        hours = CallingHours.parse(args.hours)
-    except (TemplateError, CampaignError) as e:
-        raise UserError(str(e)) from None
-    if args.asr_model is None and template.needs_speech:
-        raise UserError(
-            f"{args.template}: template {template.name} has answers without a "
-            "DTMF digit and needs a Mandarin speech model, but none is "
-            "configured (--asr-model DIR); only DTMF-only templates run "
-            "without one")
-    return template, contacts, blocked, hours
-
-
-def _drive(args: argparse.Namespace, cdir: Path, journal: Any, lock: Any,
-           resumed: bool = False) -> int:
-    """Run the campaign to its end with ``journal`` (new or resumed): the
-    start on the ledger (once), the calls, then the counts, which are the
-    journal's."""
-    from chaincode.errors import Conflict
-    from ledger.connect import ensure_identity
-    from workers.voice.campaign import (
-        Campaign,
-        CampaignError,
-        FileControl,
-        RecordSender,
-        RetryPolicy,
-        SystemClock,
-        progress_line,
-        run_campaign,
-    )
-    from workers.voice.dialers import EngineSpec
-    from workers.voice.recordings import load_or_make_key
-
-    template, contacts, blocked, hours = _load_inputs(args)
-    if args.asr_model is None:
+    if run.opts.asr_model is None:
         print("no Mandarin speech model configured: answers are understood by "
               "DTMF only", file=sys.stderr)
-    recording_key = None
-    if template.record_audio and template.encrypt_audio:
-        # Off chain, next to the campaign: deleting it forgets the recordings.
-        recording_key = load_or_make_key(cdir / "recording.key").hex()
-    spec = EngineSpec(template, str(args.data_dir / "voice" / "prompts"),
-                      args.sip_port, args.rtp_port, args.ring_timeout,
-                      str(args.asr_model) if args.asr_model else None,
-                      str(cdir / "recordings") if template.record_audio else None,
-                      recording_key)
-    campaign = Campaign(args.name, contacts, hours,
-                        RetryPolicy(args.attempts,
-                                    timedelta(seconds=args.retry_after)),
-                        blocked)
-    clock = SystemClock()
-    try:
-        campaign.attach(journal, clock.now())
-    except CampaignError as e:
-        raise UserError(str(e)) from None
+    tty = sys.stderr.isatty()
+
+    def show(c: Campaign) -> None:
+        print(("\r" if tty else "") + progress_line(c), end="" if tty else "\n",
+              file=sys.stderr, flush=True)
+
     conn = connect_args(args)
     try:
-        user = ensure_identity(conn, args.city, "department", args.department)
-        ledger = conn.client(args.city, user)
-        tty = sys.stderr.isatty()
-        sender: RecordSender | None = None
-
-        def show(c: Campaign) -> None:
-            print(("\r" if tty else "") + progress_line(c), end="" if tty else "\n",
-                  file=sys.stderr, flush=True)
-            if sender is not None:
-                sender.flush()
-
-        # The call workers first: if they cannot start, nothing is recorded.
-        # None when nothing is left to call (cancelled while no process ran).
-        dialer = None if campaign.done else _dialer(args, spec)
-        try:
-            if journal.get("started_tx") is None:
-                try:
-                    started = ledger.submit("StartCallCampaign", {
-                        "campaign": args.name, "template_name": template.name,
-                        "template_version": template.version,
-                        "template_sm3": template.sm3,
-                        "contact_count": len(contacts)}).tx_id
-                except Conflict:
-                    if not resumed:
-                        raise  # a new campaign whose name is taken
-                    # Ours: recorded just before the process died.
-                    started = "(before the crash)"
-                journal.set("started_tx", started)
-            started = journal.get("started_tx")
-            state = ledger.evaluate("GetCallCampaign", {
-                "city": args.city, "department": args.department,
-                "campaign": args.name})
-            # The department's secret for the contacts' keyed hashes: off chain.
-            secret = load_or_make_key(args.data_dir / "voice" / "keys" /
-                                      f"{args.city}.{args.department}.key", 32)
-            sender = RecordSender(
-                journal, lambda a: ledger.submit("RecordCallOutcomes", a),
-                args.name, secret, sum(state.get("recorded", {}).values()),
-                state.get("batches", 0))
-            if dialer is not None:
-                run_campaign(campaign, dialer,
-                             lambda c: args.gateway.format(number=c.number), clock,
-                             args.concurrency, FileControl(cdir / "control"), show)
-        finally:
-            if dialer is not None:
-                dialer.close()
-            if tty:
-                print(file=sys.stderr)
-        counts = journal.counts()
-        if counts != campaign.counts() or sum(counts.values()) != len(contacts):
-            raise UserError(f"{journal.path}: the journal's outcomes {counts} do "
-                            f"not match the campaign's {campaign.counts()}")
-        _write_calls(cdir / "calls.jsonl", campaign)
-        if sender is not None and state["status"] == "started":
-            sender.flush(force=True)
-        try:
-            completed = ledger.submit("CompleteCallCampaign", {
-                "campaign": args.name, "outcomes": counts}).tx_id
-        except Conflict:
-            completed = "(before the crash)"  # recorded; the journal missed it
-        journal.set("completed_tx", completed)
+        summary = drive(run, args.data_dir, conn, FileControl(run.cdir / "control"),
+                        show)
+    except RunError as e:
+        raise _fail(e) from None
     finally:
         conn.close()
-        journal.close()
-        lock.close()
-    print(json.dumps({"campaign": args.name, "status": campaign.status.value,
-                      "template": template.name, "version": template.version,
-                      "template_sm3": template.sm3, "contacts": len(contacts),
-                      "outcomes": counts, "started_tx": started,
-                      "completed_tx": completed}, ensure_ascii=False, indent=2))
+        if tty:
+            print(file=sys.stderr)
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0
-
-
-def _dialer(args: argparse.Namespace, spec: Any) -> Any:
-    """The campaign's call workers: one in this process, or Ray actors."""
-    from workers.voice.asr import AsrUnavailable
-    from workers.voice.dialers import LocalDialer, RayDialer, connect_ray
-
-    try:
-        if args.local:
-            return LocalDialer(spec)
-        connect_ray(args.ray_address)
-        return RayDialer(spec, args.workers)
-    except AsrUnavailable as e:
-        raise UserError(str(e)) from None
-
-
-def _write_calls(path: Path, campaign: Any) -> None:
-    """Per-call records, off chain: contact id, attempts, outcomes, transcript
-    (the numbers stay in the contacts file)."""
-    from workers.voice.campaign import record_of
-
-    with path.open("w", encoding="utf-8") as f:
-        for cid, p in campaign.progress.items():
-            f.write(json.dumps({"contact": cid, "final": p.final, "attempts": [
-                record_of(r) for r in p.results]}, ensure_ascii=False) + "\n")
 
 
 def run_campaign_report(args: argparse.Namespace) -> int:
     """Final outcomes, attempts, answers per question and set-up times, from
     ``calls.jsonl`` (the ledger has the counts only)."""
     from collections import Counter
+
+    from workers.voice.runner import campaign_dir
 
     path = campaign_dir(args.data_dir, args.name) / "calls.jsonl"
     if not path.is_file():

@@ -55,6 +55,31 @@ class KeyReused(Exception):
         self.function = function
 
 
+class StartedKeys:
+    """Idempotency keys of work a server starts off the ledger (a video
+    watch, a call campaign): (who, key) -> the request body and the id of
+    what it started. The same key with another body is ``KeyReused``."""
+
+    def __init__(self, kind: str, other: str) -> None:
+        self.kind, self.other = kind, other  # "watch", "a watch of ..."
+        self._keys: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self._lock = threading.Lock()
+
+    def find(self, who: str, key: str, body: bytes) -> str | None:
+        """The id ``who`` started with ``key``, or None if none is known."""
+        with self._lock:
+            known = self._keys.get((who, key))
+        if known is None:
+            return None
+        if known[0] != body:
+            raise KeyReused(f"{self.kind} {known[1]}", self.other)
+        return known[1]
+
+    def remember(self, who: str, key: str, body: bytes, started: str) -> None:
+        with self._lock:
+            self._keys[(who, key)] = (body, started)
+
+
 class AttemptsExhausted(Exception):
     """Every attempt the key allows committed invalid."""
 

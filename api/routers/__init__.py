@@ -27,6 +27,7 @@ from api.routers import (
     system,
     video_alerts,
     video_watches,
+    voice_campaigns,
 )
 
 ROUTERS = [identifiers.router, departments.router, code_schemes.router,
@@ -36,6 +37,6 @@ ROUTERS = [identifiers.router, departments.router, code_schemes.router,
            risk_alerts.router, issuer_keys.router, issuer_keys.urls,
            issuer_keys.bundle, issuer_keys.schemes, code_usage.router,
            cameras.router, video_alerts.router, video_watches.router,
-           call_campaigns.router, call_records.router,
+           call_campaigns.router, call_records.router, voice_campaigns.router,
            blocks.router, ledger.router, dashboard.router, system.router,
            pages.router]

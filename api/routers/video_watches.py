@@ -185,7 +185,7 @@ async def start_watch(body: WatchCreate, p: CurrentIdentity, runtime: RuntimeDep
             return WatchOut.model_validate(replay.describe())
     watch = await blocking(_start, runtime, p, body)
     if key is not None:
-        runtime.watches.remember(p.label, key, digest, watch.id)
+        runtime.watches.keys.remember(p.label, key, digest, watch.id)
     return WatchOut.model_validate(watch.describe())
 
 

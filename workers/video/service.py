@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from chaincode.errors import Conflict
-from ledger.idempotency import KeyReused
+from ledger.idempotency import StartedKeys
 from ledger.protocol import Ledger
 from workers.video.health import HealthWriter
 from workers.video.sources import LIVE_PREFIXES, mask_source
@@ -263,24 +263,14 @@ class WatchRegistry:
 
     def __init__(self) -> None:
         self._watches: dict[str, LocalWatch] = {}
-        self._keys: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.keys = StartedKeys("watch", "a watch of another camera or source")
         self._lock = threading.Lock()
 
     def keyed(self, who: str, key: str, body: bytes) -> LocalWatch | None:
         """The watch ``who`` started with this idempotency key (``None`` if
         none is known); the key with another body is an error."""
-        with self._lock:
-            known = self._keys.get((who, key))
-            if known is None:
-                return None
-            if known[0] != body:
-                raise KeyReused(f"watch {known[1]}", "a watch of another camera "
-                                "or source")
-            return self._watches.get(known[1])
-
-    def remember(self, who: str, key: str, body: bytes, watch_id: str) -> None:
-        with self._lock:
-            self._keys[(who, key)] = (body, watch_id)
+        found = self.keys.find(who, key, body)
+        return self._watches.get(found) if found else None
 
     def start(self, watch: LocalWatch) -> LocalWatch:
         with self._lock:

@@ -221,7 +221,7 @@ def test_calling_hours_option(text: str, ok: bool) -> None:
 
 def test_control_commands_reach_the_running_campaign(tmp_path: Path) -> None:
     from cli.main import main
-    from cli.voice import campaign_dir
+    from workers.voice.runner import campaign_dir
 
     assert main(["voice", "campaign", "pause", "nope", "--data-dir",
                  str(tmp_path)]) == 2

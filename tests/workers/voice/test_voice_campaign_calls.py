@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from voice_helpers import (
     EXPECTED_NICE,
-    PJSUA_THREADS,
     CitizenProcess,
     pick_sip_port,
     pjsua_thread_niceness,
@@ -90,10 +89,9 @@ def test_campaign_on_ray_call_workers(ray_local: None, citizen: CitizenProcess,
         # Each call worker, a process of its own, runs its calls first.
         pids = ray.get([a.__ray_call__.remote(lambda self: os.getpid())
                         for a in dialer.actors])
-        raised = {t: {EXPECTED_NICE} for t in PJSUA_THREADS}
         assert ray.get([a.niceness.remote() for a in dialer.actors]) \
             == [EXPECTED_NICE] * 2
-        assert [pjsua_thread_niceness(p) for p in pids] == [raised] * 2
+        assert [pjsua_thread_niceness(p) for p in pids] == [{EXPECTED_NICE}] * 2
         # The citizen (one pjsua process) takes 4 calls at once.
         counts = run_campaign(campaign, dialer, lambda c: citizen.uri(c.number),
                               SystemClock(), concurrency=4, idle_s=0.2)

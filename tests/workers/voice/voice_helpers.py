@@ -127,8 +127,10 @@ EXPECTED_NICE = MEDIA_NICE if os.geteuid() == 0 else os.getpriority(os.PRIO_PROC
 PJSUA_THREADS = {"media", "clock", "ev_thread"}
 
 
-def pjsua_thread_niceness(pid: int) -> dict[str, set[int]]:
-    """The niceness of each of ``pid``'s pjsua threads, by thread name."""
+def pjsua_thread_niceness(pid: int) -> set[int]:
+    """The niceness of ``pid``'s pjsua threads (its media clock, which always
+    runs, and its media and event threads, which run while it has calls);
+    empty if it has no media clock."""
     out: dict[str, set[int]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         name = (task / "comm").read_text().strip()
@@ -136,4 +138,4 @@ def pjsua_thread_niceness(pid: int) -> dict[str, set[int]]:
             # stat: "pid (comm) state ..."; niceness is field 19.
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
             out.setdefault(name, set()).add(int(fields[16]))
-    return out
+    return set().union(*out.values()) if "clock" in out else set()
