@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from api.deps import (
     REPLAYED_HEADER,
@@ -56,6 +56,17 @@ class CampaignRun(Request):
     gateway: Annotated[str, Field(min_length=1, max_length=512, description=(
         "the SIP URI to dial, {number} replaced"))] = "sip:{number}@127.0.0.1:5070"
     ring_timeout_s: Annotated[float, Field(gt=0, le=300)] | None = None
+
+
+    @field_validator("template", "contacts")
+    @classmethod
+    def _utf8(cls, text: str) -> str:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"not UTF-8 text ({e.reason} at character "
+                             f"{e.start})") from None
+        return text
 
 
 class CampaignOut(BaseModel):

@@ -5,6 +5,7 @@ cancel."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,7 +67,10 @@ def test_bad_input_names_the_field_and_starts_nothing(
 
     def refused(body: dict[str, Any], status: int, field: str,
                 who: tuple[str, ...] = KS_TRANSPORT) -> str:
-        detail = str(problem(api.post(CAMPAIGNS, body, who), status, field)["detail"])
+        # As JSON escapes (a lone surrogate is no UTF-8, but JSON can carry it).
+        r = api.client.post(CAMPAIGNS, content=json.dumps(body), headers={
+            **api.headers(who), "Content-Type": "application/json"})
+        detail = str(problem(r, status, field)["detail"])
         assert body["name"] not in {c["name"] for c in api.get(
             CAMPAIGNS, KS_TRANSPORT).json()}
         assert not (data_dir / "voice" / "campaigns" / body["name"]).exists()
@@ -78,6 +82,8 @@ def test_bad_input_names_the_field_and_starts_nothing(
     detail = refused(bad(template="name: x\nversion: 1\nnodes: {}\n"), 422,
                      "template")
     assert "template.yaml" in detail and str(data_dir) not in detail
+    refused(bad(template="name: a\ntitle: \x91\n"), 422, "template")
+    refused(bad(contacts="id,number\nc1,\udb12\n"), 422, "contacts")  # lone surrogate
     refused(bad(contacts="id,phone\nc1,13800000001\n"), 422, "contacts")
     detail = refused(bad(contacts="id,number\nc1,13800000001\nc2,12ab\n"), 422,
                      "contacts")
@@ -85,6 +91,9 @@ def test_bad_input_names_the_field_and_starts_nothing(
     refused(bad(do_not_call=["1380000x"]), 422, "do_not_call")
     refused(bad(hours="25:00-26:00"), 422, "hours")
     refused(bad(gateway="sip:robot@127.0.0.1"), 422, "gateway")
+    refused(bad(gateway="sip:{number}@{host}"), 422, "gateway")
+    detail = refused(bad(hours="25:00-26:00"), 422, "hours")
+    assert not detail.startswith("--"), detail  # no command-line option here
     refused(bad(concurrency=8), 422, "concurrency")  # one worker: 4 calls
     refused(bad(name="not a name!"), 422, "name")
     refused(bad(), 403, "role", KS_ADMIN)

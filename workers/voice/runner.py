@@ -102,9 +102,13 @@ class StartOptions:
             raise RunError(f"{self.name!r} is not a campaign name (accepted: 1-64 "
                            "letters, digits, _ . -, starting with a letter or "
                            "digit)", "name") from None
-        if "{number}" not in self.gateway:
-            raise RunError("must contain {number}, e.g. sip:{number}@10.0.0.5:5060",
-                           "gateway")
+        try:
+            dialled = self.gateway.format(number="0")
+        except (ValueError, KeyError, IndexError):
+            dialled = self.gateway
+        if "{number}" not in self.gateway or dialled == self.gateway:
+            raise RunError("must contain {number} and no other {...}, e.g. "
+                           "sip:{number}@10.0.0.5:5060", "gateway")
         for opt in ("concurrency", "workers", "attempts"):
             if getattr(self, opt) < 1:
                 raise RunError("must be at least 1", opt)
@@ -139,7 +143,7 @@ def load_inputs(opts: StartOptions) -> Inputs:
         field = "hours"
         hours = CallingHours.parse(opts.hours)
     except (TemplateError, CampaignError) as e:
-        raise RunError(str(e), field) from None
+        raise RunError(str(e).removeprefix(f"--{field}: "), field) from None
     if opts.asr_model is None and template.needs_speech:
         raise RunError(
             f"{opts.template}: template {template.name} has answers without a "

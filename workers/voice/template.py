@@ -212,6 +212,10 @@ def _load_located(text: str, source: str) -> _Located:
         mark = e.problem_mark
         raise TemplateError(source, mark.line + 1 if mark else None, "yaml",
                             str(e.problem)) from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow
+        raise TemplateError(source, text.count("\n", 0, e.position) + 1, "yaml",
+                            f"character {e.character:#06x} is not allowed in "
+                            "YAML") from None
     if root is None:
         raise TemplateError(source, 1, "template", "the file is empty")
     lines: dict[tuple[str | int, ...], int] = {}

@@ -187,6 +187,12 @@ def test_cli_refuses_bad_input(tmp_path: Path) -> None:
                "--department", "transport", "--concurrency", "20", "--workers", "2")
     assert run.returncode == 2
     assert "--concurrency: 20 calls at once need 5 call workers" in run.stderr
+    run = _cli("start", "--data-dir", str(tmp_path), "--template", str(QUICK),
+               "--contacts", str(contacts), "--name", "x", "--city", "Kunshan",
+               "--department", "transport", "--local", "--hours", "25:00-26:00")
+    assert run.returncode == 2
+    assert run.stderr.count("--hours:") == 1, run.stderr
+    assert not (tmp_path / "voice" / "campaigns" / "x").exists()
 
 
 def test_a_killed_call_worker_loses_no_contact(ray_local: None,

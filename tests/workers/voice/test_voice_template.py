@@ -89,6 +89,7 @@ def test_missing_field_points_at_its_parent() -> None:
     ("", "template", 1),
     ("- a list\n", "template", 1),
     ("name: a\nname: b\n", "name", 2),
+    ("name: a\ntitle: \x91\n", "yaml", 2),  # a C1 control character
 ])
 def test_unreadable_files(text: str, field: str, line: int) -> None:
     with pytest.raises(TemplateError) as info:
