@@ -128,6 +128,7 @@ def _fail(e: RunError) -> UserError:
 
 
 def run_campaign_control(args: argparse.Namespace) -> int:
+    from workers.voice.campaign import request_control
     from workers.voice.runner import campaign_dir, lock
 
     d = campaign_dir(args.data_dir, args.name)
@@ -137,7 +138,7 @@ def run_campaign_control(args: argparse.Namespace) -> int:
         held = lock(d)
         if held is not None:  # nobody drives it: its process died
             return _control_stopped(args, d, held)
-    (d / "control").write_text(args.action, encoding="utf-8")
+    request_control(d / "control", args.action)
     print(f"campaign {args.name}: {args.action} requested")
     return 0
 

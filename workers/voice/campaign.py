@@ -391,6 +391,17 @@ class FileControl:
             return None
 
 
+CONTROL_ACTIONS = ("pause", "resume", "cancel")
+
+
+def request_control(path: Path, action: str) -> None:
+    """Ask the process that drives a campaign to pause, resume or cancel it
+    (its ``FileControl`` reads ``path``)."""
+    if action not in CONTROL_ACTIONS:
+        raise ValueError(f"action {action!r}: one of {', '.join(CONTROL_ACTIONS)}")
+    path.write_text(action, encoding="utf-8")
+
+
 def run_campaign(campaign: Campaign, dialer: Dialer, uri_of: Callable[[Contact], str],
                  clock: Clock, concurrency: int, control: Control | None = None,
                  on_change: Callable[[Campaign], None] | None = None,

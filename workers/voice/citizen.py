@@ -204,8 +204,7 @@ def stream_stats(call: Any) -> dict[str, float]:
     return {"rx_pkt": rx.pkt, "rx_loss": rx.loss, "rx_discard": rx.discard,
             "rx_jitter_ms_max": rx.jitterUsec.max / 1000,
             "jb_discard": jb.discard, "jb_empty": jb.empty, "jb_lost": jb.lost,
-            "jb_prefetch": jb.prefetch, "jb_min_prefetch": jb.minPrefetch,
-            "jb_delay_ms_avg": jb.avgDelayMsec,
+            "jb_prefetch": jb.prefetch, "jb_delay_ms_avg": jb.avgDelayMsec,
             "jb_delay_ms_max": jb.maxDelayMsec}
 
 

@@ -11,6 +11,7 @@ separately; this is the one place to switch to it.)
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -110,19 +111,50 @@ class LocalDialer:
         self.worker.close()
 
 
+_ray_lock = threading.Lock()
+
+
 def connect_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Join the Ray cluster at ``address`` (or ``$RAY_ADDRESS``), or start a
-    local one; nothing if this process is already connected."""
+    local one; nothing if this process is already connected.
+
+    Off the main thread (a campaign the API runs), Ray is started from a
+    thread that lives as long as the process: Ray's local processes (raylet,
+    GCS) are started with PR_SET_PDEATHSIG, so the kernel kills them when the
+    *thread* that started them ends, and a campaign's thread ends with it."""
     import ray
 
-    if ray.is_initialized():
-        return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 2, include_dashboard=False,
-                 log_to_driver=False)
+
+    def init() -> None:
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 2,
+                     include_dashboard=False, log_to_driver=False)
+
+    with _ray_lock:
+        if ray.is_initialized():
+            return
+        if threading.current_thread() is threading.main_thread():
+            init()
+            return
+        ready = threading.Event()
+        failed: list[BaseException] = []
+
+        def own() -> None:
+            try:
+                init()
+            except BaseException as e:  # raised in the caller below
+                failed.append(e)
+            ready.set()
+            if not failed:
+                threading.Event().wait()  # until the process ends
+
+        threading.Thread(target=own, daemon=True, name="ray-owner").start()
+        ready.wait()
+        if failed:
+            raise failed[0]
 
 
 class RayDialer:

@@ -1,12 +1,12 @@
 """Campaigns the API runs: ``LocalCampaign`` drives one (``runner.drive``) in
 a thread of the server process, on the server's ledger connection, its calls
 placed by Ray call workers (the server joins ``$RAY_ADDRESS`` or starts a
-local cluster on the first campaign). The campaign is the same as one started
-by ``cityunion voice campaign start``: its files (inputs, journal, per-call
-records) under ``DATA_DIR/voice/campaigns/NAME``, paused, resumed or
-cancelled through its control file, from the API or the shell alike. If the
-server stops mid-campaign, ``cityunion voice campaign resume NAME`` goes on
-from the journal.
+local cluster on the first campaign, ``dialers.connect_ray``). The campaign
+is the same as one started by ``cityunion voice campaign start``: its files
+(inputs, journal, per-call records) under ``DATA_DIR/voice/campaigns/NAME``,
+paused, resumed or cancelled through its control file, from the API or the
+shell alike. If the server stops mid-campaign, a resume (API or shell) goes
+on from the journal.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from ledger.idempotency import StartedKeys
 from ledger.protocol import Connection
-from workers.voice.campaign import Campaign, FileControl
+from workers.voice.campaign import Campaign, FileControl, request_control
 from workers.voice.runner import (
     Opened,
     RunError,
@@ -35,7 +35,6 @@ from workers.voice.runner import (
 from workers.voice.sip import free_udp_port
 
 log = logging.getLogger(__name__)
-ACTIONS = ("pause", "resume", "cancel")
 # SIP ports of API-run campaigns' call workers (one each, consecutive), and
 # RTP from RTP_BASE, 200 ports a worker.
 SIP_PORTS = range(5300, 5500)
@@ -73,42 +72,6 @@ def write_inputs(data_dir: Path, opts: StartOptions, template: str, contacts: st
                    do_not_call=inputs / "do_not_call.txt")
 
 
-_ray_lock = threading.Lock()
-_ray_owner: threading.Thread | None = None
-
-
-def ensure_ray(address: str | None) -> None:
-    """Join or start Ray from a thread that lives as long as this process:
-    Ray's local processes (raylet, GCS) are started with PR_SET_PDEATHSIG, so
-    the kernel kills them when the *thread* that started them ends, and a
-    campaign's thread ends with its campaign."""
-    global _ray_owner
-    with _ray_lock:
-        if _ray_owner is not None:
-            return
-        ready = threading.Event()
-        failed: list[BaseException] = []
-
-        def own() -> None:
-            from workers.voice.dialers import connect_ray
-
-            try:
-                connect_ray(address)
-            except BaseException as e:  # told to the caller below
-                failed.append(e)
-                ready.set()
-                return
-            ready.set()
-            threading.Event().wait()  # until the process ends
-
-        thread = threading.Thread(target=own, daemon=True, name="ray-owner")
-        thread.start()
-        ready.wait()
-        if failed:
-            raise failed[0]
-        _ray_owner = thread
-
-
 class LocalCampaign:
     """A campaign driven in a thread of this process."""
 
@@ -143,8 +106,6 @@ class LocalCampaign:
 
     def _run(self) -> None:
         try:
-            if not self.opts.local:
-                ensure_ray(self.opts.ray_address)
             self.summary = drive(self.run, self.data_dir, self.conn, self._control,
                                  on_campaign=self._attached)
             self.state = "finished"
@@ -154,9 +115,7 @@ class LocalCampaign:
 
     def command(self, action: str) -> None:
         """Pause, resume or cancel (what the command line writes, too)."""
-        if action not in ACTIONS:
-            raise ValueError(f"action {action!r}: one of {', '.join(ACTIONS)}")
-        self.control_file.write_text(action, encoding="utf-8")
+        request_control(self.control_file, action)
 
     def describe(self) -> dict[str, Any]:
         c = self.campaign
