@@ -268,7 +268,16 @@ class Citizen:
         self.sip.handle_events(10)
         now = time.monotonic()
         for call in list(self.calls):
-            call.poll(now)
+            try:
+                call.poll(now)
+            except pj.Error as e:
+                # One call's failure (a key sent on a call whose far end died
+                # without a BYE) ends that call, not the citizen and every
+                # other call it holds.
+                self.log(call.number, "error", reason=e.info())
+                call.steps.clear()
+                with contextlib.suppress(pj.Error):
+                    call.hangup(pj.CallOpParam())
             if call.disconnected:
                 call.release()
                 self.calls.remove(call)
